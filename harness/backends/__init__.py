@@ -1,0 +1,41 @@
+"""Generation backends behind the `Generator` protocol, and one function that opens them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.types import BenchError, Generator
+
+BACKENDS = ("hf", "openai")
+
+
+def open_generator(
+    model: str,
+    *,
+    backend: str = "hf",
+    dtype: str = "float32",
+    threads: int | None = None,
+    batch_size: int = 8,
+    base_url: str | None = None,
+    cache: bool = True,
+    **kwargs: Any,
+) -> Generator:
+    """Open `model` on `backend`, wrapped in the shared response cache unless `cache` is False."""
+    if backend == "hf":
+        from harness.backends.hf import HFGenerator
+
+        gen: Generator = HFGenerator(model, dtype=dtype, threads=threads, batch_size=batch_size)
+    elif backend == "openai":
+        if not base_url:
+            raise BenchError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        from harness.backends.openai import OpenAIGenerator
+
+        gen = OpenAIGenerator(model, base_url, **kwargs)
+    else:
+        raise BenchError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if not cache:
+        return gen
+    from harness.cache import CachedGenerator, ResponseCache
+    from harness.models import cache_dir
+
+    return CachedGenerator(gen, ResponseCache(cache_dir() / "responses.sqlite"))

@@ -1,0 +1,224 @@
+"""Hugging Face transformers backend: batched generation with left padding, and log-likelihoods.
+
+It also exposes the loaded `model` and `tokenizer`, which the gradient code (GReaTer) uses directly, so one
+process loads the weights once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from harness.types import BenchError, ChatPrompt, GenParams, Generation, Prompt, Sample
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def render_prompt(tokenizer: Any, prompt: Prompt, use_chat_template: bool) -> str:
+    """The exact text a chat or base model sees. Shared by every backend that holds a tokenizer."""
+    if isinstance(prompt, str):
+        return prompt
+    if use_chat_template:
+        head = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt.user}], tokenize=False, add_generation_prompt=True
+        )
+        return head + prompt.assistant_prefix
+    # Base models (no chat template): a plain question/answer layout.
+    tail = f" {prompt.assistant_prefix}" if prompt.assistant_prefix else ""
+    return f"Question: {prompt.user}\nAnswer:{tail}"
+
+
+class HFGenerator:
+    """`Generator` over a transformers causal LM. Loads the model once, in the constructor."""
+
+    backend = "hf"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        dtype: str = "float32",
+        threads: int | None = None,
+        batch_size: int = 8,
+        revision: str | None = None,
+        model_obj: Any = None,
+        tokenizer: Any = None,
+    ) -> None:
+        import torch
+
+        if dtype not in DTYPES:
+            raise BenchError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+        if threads:
+            torch.set_num_threads(threads)
+        self.name = model
+        self.dtype = dtype
+        self.batch_size = batch_size
+        if model_obj is not None:  # an already-built model (tests build tiny random ones)
+            self.model, self.tokenizer = model_obj, tokenizer
+            self.revision = revision or "in-memory"
+            use_template = None
+        else:
+            from harness.models import resolve_model
+
+            resolved = resolve_model(model, revision)
+            self.revision = resolved.revision
+            use_template = resolved.chat_template
+            self.model, self.tokenizer = _load(resolved.path, resolved.revision, dtype)
+        self.model.eval()
+        self.model.requires_grad_(False)
+        tok = self.tokenizer
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        tok.padding_side = "left"
+        self.use_chat_template = bool(tok.chat_template) if use_template is None else use_template and bool(tok.chat_template)
+
+    # ------------------------------------------------------------------ Generator protocol
+    @property
+    def identity(self) -> str:
+        return f"hf:{self.name}@{self.revision}:{self.dtype}"
+
+    def render(self, prompt: Prompt) -> str:
+        return render_prompt(self.tokenizer, prompt, self.use_chat_template)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of rendered text (the chat template already holds any special tokens)."""
+        return self.tokenizer(text, add_special_tokens=not self.use_chat_template)["input_ids"]
+
+    def generate(self, prompts: Sequence[Prompt], params: GenParams) -> list[Generation]:
+        texts = [self.render(p) for p in prompts]
+        ids = [self.encode(t) for t in texts]
+        # Longest first, in batches of similar length: less padding, same results.
+        order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
+        out: list[Generation | None] = [None] * len(texts)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            samples = self._generate_batch([ids[i] for i in chunk], [texts[i] for i in chunk], params)
+            for i, s in zip(chunk, samples):
+                out[i] = Generation(prompt=texts[i], prompt_tokens=len(ids[i]), samples=tuple(s))
+        return out  # type: ignore[return-value]
+
+    def _generate_batch(self, batch_ids: list[list[int]], texts: list[str], params: GenParams) -> list[list[Sample]]:
+        import torch
+
+        tok = self.tokenizer
+        width = max(len(x) for x in batch_ids)
+        pad = tok.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch_ids])
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch_ids])
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=params.max_tokens,
+            num_return_sequences=params.n,
+            pad_token_id=pad,
+            do_sample=not params.greedy,
+        )
+        if params.greedy:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        if params.stop:
+            kwargs.update(stop_strings=list(params.stop), tokenizer=tok)
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            # Sampling draws from a seed derived from the request, never from global state.
+            digest = hashlib.sha256(f"{params.seed}|{'|'.join(texts)}".encode()).digest()
+            torch.manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+            seqs = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
+        new = seqs[:, width:].tolist()
+        eos = set(_as_list(self.model.generation_config.eos_token_id)) | {tok.eos_token_id}
+        result: list[list[Sample]] = []
+        for row in range(len(batch_ids)):
+            samples = []
+            for j in range(params.n):
+                samples.append(self._finish(new[row * params.n + j], eos, params))
+            result.append(samples)
+        return result
+
+    def _finish(self, ids: list[int], eos: set[int], params: GenParams) -> Sample:
+        reason = "length"
+        for k, t in enumerate(ids):
+            if t in eos:
+                ids, reason = ids[:k], "stop"
+                break
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        cut = min((text.find(s) for s in params.stop if s in text), default=-1)
+        if cut >= 0:
+            text, reason = text[:cut], "stop"
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return Sample(text=text, token_ids=tuple(ids), finish_reason=reason)
+
+    def loglikelihood(self, requests: Sequence[tuple[Prompt, str]]) -> list[float]:
+        """Sum of log p(continuation | prompt), as lm-eval scores multiple choice.
+
+        Context and continuation are tokenised apart and concatenated (a trailing space of the context
+        moves to the continuation), so "$" + "A" cannot merge into one token and every option of a
+        question is scored against the same context ids. Requests whose continuations are all one token
+        share one forward pass of their context.
+        """
+        import torch
+
+        pairs = []
+        for prompt, cont in requests:
+            ctx = self.render(prompt)
+            stripped = ctx.rstrip(" ")
+            cont = ctx[len(stripped) :] + cont
+            pairs.append((stripped, cont))
+        ctx_ids = {c: self.encode(c) for c in {p[0] for p in pairs}}
+        cont_ids = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for _, c in pairs]
+        result = [0.0] * len(pairs)
+        seqs: list[tuple[list[int], list[tuple[int, list[int]]]]] = []  # (ids, [(request, cont ids)])
+        by_ctx: dict[str, list[int]] = {}
+        for i, (c, _) in enumerate(pairs):
+            by_ctx.setdefault(c, []).append(i)
+        for c, members in by_ctx.items():
+            singles = [i for i in members if len(cont_ids[i]) == 1]
+            if singles:
+                seqs.append((ctx_ids[c], [(i, cont_ids[i]) for i in singles]))
+            for i in members:
+                if len(cont_ids[i]) != 1:
+                    seqs.append((ctx_ids[c] + cont_ids[i][:-1], [(i, cont_ids[i])]))
+        seqs.sort(key=lambda s: -len(s[0]))
+        for start in range(0, len(seqs), self.batch_size):
+            chunk = seqs[start : start + self.batch_size]
+            keep = max(max(len(ci) for _, ci in s[1]) for s in chunk)
+            width = max(len(s[0]) for s in chunk)
+            pad = self.tokenizer.pad_token_id
+            input_ids = torch.tensor([[pad] * (width - len(s[0])) + s[0] for s in chunk])
+            mask = torch.tensor([[0] * (width - len(s[0])) + [1] * len(s[0]) for s in chunk])
+            with torch.no_grad():
+                logits = self.model(input_ids=input_ids, attention_mask=mask, logits_to_keep=keep).logits
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            for row, (_, members) in enumerate(chunk):
+                for i, ci in members:
+                    # the last len(ci) kept positions predict the continuation tokens
+                    pos = logp[row, keep - len(ci) :, :]
+                    result[i] = float(pos.gather(1, torch.tensor(ci)[:, None]).sum())
+        return result
+
+
+def _as_list(x: Any) -> list[int]:
+    if x is None:
+        return []
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+_LOADED: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+
+def _load(path: str, revision: str, dtype: str) -> tuple[Any, Any]:
+    """Load once per process: a second HFGenerator on the same weights shares them."""
+    key = (path, revision, dtype)
+    if key not in _LOADED:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        kw = {} if revision in ("", None) or "/" not in path or path.startswith("/") else {"revision": revision}
+        try:
+            tok = AutoTokenizer.from_pretrained(path, **kw)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kw)
+        except OSError as e:
+            raise BenchError(
+                f"cannot load model {path!r} ({str(e).splitlines()[0][:120]}): pass a local folder, a packaged "
+                "alias (`bench models`), or a hub id on a machine with hub access"
+            ) from None
+        _LOADED[key] = (model, tok)
+    return _LOADED[key]

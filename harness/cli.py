@@ -1,0 +1,161 @@
+"""`bench`: the command line. Thin: it parses options, builds specs and calls the library."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.types import READINGS, BenchError, PromptPosition, RunSpec
+
+app = typer.Typer(
+    help="greater-bench: benchmark prompt optimizers (GReaTer, APE, OPRO, ProTeGi, TextGrad) on reasoning tasks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Errors the user can fix print as one line with no traceback, and exit non-zero."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BenchError as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted: finished runs are kept; run the same command again to continue")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+DataDir = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", envvar="BENCH_DATA_DIR", help="Folder with bbh/, gsm8k/, folio/ in their official formats; else the hub via `datasets`."),
+]
+
+
+@app.command("tasks")
+@friendly
+def tasks_cmd() -> None:
+    """List the built-in tasks and groups."""
+    from tasks import get_task, task_names
+
+    table = Table("task", "answer format", "options")
+    for name in task_names():
+        t = get_task(name)
+        table.add_row(name, t.answer_format.value, " ".join(t.options) or "-")
+    out.print(table)
+    out.print("groups: bbh (all 27 BBH tasks), bbh21 (the 21 of the GReaTer paper); custom tasks: custom:PATH.jsonl")
+
+
+@app.command("models")
+@friendly
+def models_cmd() -> None:
+    """List the model aliases (any hub id or local Hugging Face folder works too)."""
+    from harness.models import list_models
+
+    table = Table("alias", "description", "status")
+    for row in list_models():
+        table.add_row(row["alias"], row["description"], row["status"])
+    out.print(table)
+    out.print("Also accepted: a local Hugging Face model folder, or a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct.")
+
+
+@app.command("eval")
+@friendly
+def eval_cmd(
+    model: Annotated[str, typer.Option(help="Model alias (`bench models`), local folder or hub id.")] = "smollm2-135m",
+    tasks: Annotated[str, typer.Option(help="Comma-separated tasks or groups (`bench tasks`).")] = "bbh:navigate",
+    prompt: Annotated[str, typer.Option(help="The instruction to evaluate; '' for none.")] = "Let's think step by step.",
+    split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N examples of the split.")] = None,
+    position: Annotated[PromptPosition, typer.Option(help="Where the instruction goes.")] = PromptPosition.AFTER,
+    backend: Annotated[str, typer.Option(help="hf or openai.")] = "hf",
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server URL (backend openai).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Reasoning length limit (the paper uses 1024).")] = 256,
+    dtype: Annotated[str, typer.Option(help="float32 or bfloat16 (hf backend).")] = "float32",
+    threads: Annotated[Optional[int], typer.Option(help="torch threads (hf backend).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Generation batch size (hf backend).")] = 8,
+    reading: Annotated[Optional[str], typer.Option(help="Primary answer reading: greedy, options or fallback (default: options for closed answer sets, else greedy).")] = None,
+    split_seed: Annotated[Optional[int], typer.Option(help="Reshuffle rows before splitting (default: the paper's file order).")] = None,
+    seed: Annotated[int, typer.Option(help="Run seed (recorded; used by sampled decoding).")] = 0,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Use the shared response cache.")] = True,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where run folders go.")] = Path("results"),
+    data_dir: DataDir = None,
+) -> None:
+    """Evaluate one instruction with zero-shot chain of thought on tasks; print a table; write run folders."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from harness.backends import open_generator
+    from harness.run import run_eval
+    from tasks import expand_tasks
+
+    if reading is not None and reading not in READINGS:
+        raise BenchError(f"unknown reading {reading!r}: use one of {', '.join(READINGS)}")
+    names = expand_tasks(tasks)
+    for name in names:  # fail on a bad task name before loading any model
+        from tasks import get_task
+
+        get_task(name)
+    specs = [
+        RunSpec(
+            kind="eval", task=name, model=model, backend=backend, method="prompt", prompt=prompt or None,
+            position=position, split=split, limit=limit, max_new_tokens=max_new_tokens, dtype=dtype,
+            seed=seed, split_seed=split_seed, primary_reading=reading,
+        )
+        for name in names
+    ]
+    generator = open_generator(model, backend=backend, dtype=dtype, threads=threads, batch_size=batch_size, base_url=base_url, cache=cache)
+    summaries = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
+        for spec in specs:
+            job = bar.add_task(spec.task, total=None)
+
+            def tick(phase: str, done: int, total: int, job: Any = job, name: str = spec.task) -> None:
+                bar.update(job, description=f"{name} {phase}", completed=done, total=total)
+
+            summaries.append((spec, run_eval(spec, generator, data_dir=data_dir, out=out_dir, progress=tick)))
+            bar.remove_task(job)
+    _print_summaries(summaries, out_dir)
+
+
+def _print_summaries(summaries: list[tuple[RunSpec, dict[str, Any]]], out_dir: Path) -> None:
+    table = Table("task", "n", *[f"{r}" for r in READINGS], "invalid (greedy)", "reasoning tok", title="accuracy % [95% CI]; * = primary")
+    for spec, s in summaries:
+        cells = []
+        for r in READINGS:
+            v = s["readings"].get(r)
+            if v is None:
+                cells.append("-")
+                continue
+            lo, hi = v["ci95"]
+            star = "*" if r == s["primary"] else ""
+            cells.append(f"{100 * v['accuracy']:.1f}{star} [{100 * lo:.0f}-{100 * hi:.0f}]")
+        inv = s["readings"].get("greedy", {}).get("invalid")
+        table.add_row(spec.task, str(s["n"]), *cells, "-" if inv is None else f"{100 * inv:.0f}%", f"{s['mean_reasoning_tokens']:.0f}")
+    out.print(table)
+    for spec, s in summaries:
+        for note in s.get("notes", []):
+            out.print(f"note: {note}")
+    out.print(f"run folders: {', '.join(str(out_dir / spec.run_id) for spec, _ in summaries)}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

