@@ -54,3 +54,86 @@ def run_eval(
     summary = {**result.summary(), "split": spec.split, "model": spec.model, "generator": generator.identity}
     folder.finish(summary, result.examples)
     return folder.summary()
+
+
+from baselines.fixed import ZERO_SHOT_COT  # noqa: E402  (the reference row)
+
+
+def run_optimize(
+    spec: RunSpec,
+    task_model: Generator,
+    *,
+    optimizer_model: Generator | None = None,
+    gradient_model: Any = None,
+    data_dir: str | Path | None = None,
+    out: str | Path = DEFAULT_RESULTS,
+    progress: Any = None,
+    optimizer: Any = None,
+) -> dict[str, Any]:
+    """Optimize a prompt for `spec.task`, then score the best prompt (and zero-shot CoT) on dev and test.
+
+    The run folder gets `steps.jsonl` as the method goes (so a crashed run resumes from its last completed
+    step), then `predictions.jsonl` (test, per example) and `summary.json` (its presence: finished).
+    `spec.extra` carries `preset` and config overrides for the method.
+    """
+    from harness.methods import make_optimizer
+    from harness.optimize import OptimizeContext
+    from tasks import get_task
+
+    if spec.kind != "optimize":
+        raise ValueError("run_optimize takes an optimize spec")
+    task = get_task(spec.task)
+    folder = RunFolder(Path(out), spec)
+    if folder.finished:
+        return folder.summary()
+    splits = task.load(data_dir=data_dir, seed=spec.split_seed)
+    for name in ("train", "dev", "test"):
+        if not splits.get(name):
+            raise BenchError(f"split {name!r} of {spec.task} is empty: optimization needs train, dev and test rows")
+    extra = dict(spec.extra)
+    preset = extra.pop("preset", "cpu")
+    budget = extra.pop("budget", None) or {}
+    if optimizer is None:
+        optimizer = make_optimizer(spec.method, preset=preset, **extra)
+    from harness.types import Budget
+
+    ctx = OptimizeContext.create(
+        task_model=task_model, optimizer_model=optimizer_model, gradient_model=gradient_model,
+        budget=Budget(**budget), seed=spec.seed, position=spec.position, max_new_tokens=spec.max_new_tokens,
+        primary_reading=spec.primary_reading, steps_path=folder.path / "steps.jsonl",
+        progress=progress or (lambda _m: None),
+    )
+    if not (folder.path / "spec.json").exists():
+        folder.start(split_rule=splits.rule, generator=task_model.identity, optimizer_config=_config_dict(optimizer))
+    result = optimizer.optimize(task, splits.train, splits.dev, ctx)
+    ctx.tick()
+    best = result.best.text
+    dev = result.meta.get("dev_accuracy")
+    if dev is None:
+        dev = evaluate_on(task, splits.dev, best, task_model, spec).accuracy
+    test = evaluate_on(task, splits.test, best, task_model, spec, limit=spec.limit)
+    ref = evaluate_on(task, splits.test, ZERO_SHOT_COT, task_model, spec, limit=spec.limit)
+    summary = {
+        "task": spec.task, "model": spec.model, "method": spec.method, "preset": preset, "seed": spec.seed,
+        "prompt": best, "dev_accuracy": dev, "test_accuracy": test.accuracy, "primary": test.primary,
+        "test": test.summary(), "zero_shot_cot_test_accuracy": ref.accuracy,
+        "cost": ctx.cost.to_dict(), "candidates": [c.text for c in result.candidates],
+        "meta": dict(result.meta),
+    }
+    folder.finish(summary, test.examples)
+    return folder.summary()
+
+
+def evaluate_on(task: Any, examples: Any, instruction: str | None, generator: Generator, spec: RunSpec, limit: int | None = None) -> Any:
+    rows = list(examples)[:limit] if limit else list(examples)
+    return evaluate(
+        task, rows, instruction, generator, position=spec.position, max_new_tokens=spec.max_new_tokens,
+        primary=spec.primary_reading, seed=spec.seed,
+    )
+
+
+def _config_dict(optimizer: Any) -> dict[str, Any]:
+    import dataclasses
+
+    cfg = getattr(optimizer, "config", None)
+    return dataclasses.asdict(cfg) if cfg is not None and dataclasses.is_dataclass(cfg) else {}
