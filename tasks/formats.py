@@ -1,0 +1,212 @@
+"""Answer formats: pure functions that normalise gold answers, write the extractor text, read answers, score.
+
+Every function takes the `AnswerFormat` first and is free of state, so a task binds it with
+`functools.partial` (see `tasks.base.make_task`) and stays picklable.
+
+Readings (see greater.md, "Evaluation protocol"):
+- `extract(fmt, continuation, options)`: the *greedy* reading. `continuation` is the short text the model
+  writes right after the extractor text (which ends in "$" or "$ "). The answer must be the first thing
+  written: leading whitespace, "$", "(", "[", "*", "`" and quotes are skipped, then exactly one answer
+  token is read (a letter that is one of the example's options; a closed-set word; an integer; or, for
+  free text, the first line). Anything else gives None.
+- `extract_fallback(fmt, reasoning, options)`: the *fallback* reading: the LAST allowed answer found
+  anywhere in the reasoning (letters: the last "(X)" with X an option; words: the last whole-word match,
+  so "invalid" never counts as "valid"; integers: the last integer). None for free text.
+- `score(fmt, pred, gold, compact=False)`: exact match after normalisation. None never matches; closed
+  sets compare case-insensitively; integers compare as normalised integers; free text compares with runs
+  of whitespace collapsed and lower-cased, or with all whitespace removed when `compact` (dyck_languages).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from harness.types import AnswerFormat
+
+# The closed word sets in their canonical spelling; a task may spell them differently (sports_understanding
+# uses "yes"/"no", formal_fallacies "valid"/"invalid") and keeps its own spelling as `Task.options`.
+WORD_SETS: dict[AnswerFormat, tuple[str, str]] = {
+    AnswerFormat.YES_NO: ("Yes", "No"),
+    AnswerFormat.TRUE_FALSE: ("True", "False"),
+    AnswerFormat.VALID_INVALID: ("valid", "invalid"),
+}
+
+INTEGER_EXTRACTOR = (
+    "Therefore, the final answer (use exactly this format: $NUMBER$, where NUMBER is a positive or negative "
+    "integer) is $"
+)
+FREE_TEXT_EXTRACTOR = "Therefore, the final answer is: "
+
+# Characters skipped before the answer in the greedy reading.
+_LEAD = " \t\r\n$([*`\"'\u201c\u2018"
+# An integer: optional sign, digits with optional thousands separators, optional decimal part.
+_NUMBER = r"[-+\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+_NUMBER_AT_START = re.compile(_NUMBER)
+# In running text a sign counts only when it is not a binary minus ("5-3") or a hyphen ("COVID-19").
+_NUMBER_IN_TEXT = re.compile(
+    r"(?:(?<![\w).\]])[-+\u2212])?"  # a sign, unless it follows a word, ")" or "]"
+    r"(?<![\w.,])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\d)"
+)
+_LETTER_AT_START = re.compile(r"([A-Z])(?![A-Za-z0-9])")
+_LETTER_IN_PARENS = re.compile(r"\(([A-Z])\)")
+_WORD_AT_START = re.compile(r"[A-Za-z]+")
+
+
+# ------------------------------------------------------------------------------------------ gold answers
+
+
+def normalise_number(text: str) -> str | None:
+    """'1,234' -> '1234', '$-12' -> '-12', '18.00' -> '18', '+5' -> '5', '2.5' -> '2.5'; else None."""
+    s = text.strip().lstrip("$").strip().replace("\u2212", "-")
+    m = re.fullmatch(_NUMBER, s)
+    if not m:
+        return None
+    s = s.replace(",", "")
+    sign = "-" if s.startswith("-") else ""
+    s = s.lstrip("+-")
+    whole, _, frac = s.partition(".")
+    if frac.strip("0"):  # a real decimal: kept, so it never equals an integer gold
+        return f"{sign}{int(whole)}.{frac.rstrip('0')}"
+    value = int(whole)
+    return f"-{value}" if sign and value else str(value)
+
+
+def normalise_gold(fmt: AnswerFormat, raw: str, options: Sequence[str] = ()) -> str:
+    """The gold answer as `Example.target` stores it.
+
+    Letters: "(C)" -> "C" (anything else, e.g. BBH's stray "Monsters, Inc", is kept as is and so can never
+    be matched). Closed words: the spelling of the matching option (case-insensitive) when `options` are
+    given, else the raw text stripped. Integers: separators removed ("1,234" -> "1234"), GSM8K's
+    "... #### 72" -> "72". Free text: stripped.
+    """
+    text = str(raw).strip()
+    if fmt is AnswerFormat.LETTER:
+        m = re.fullmatch(r"\(?([A-Z])\)?", text)
+        return m.group(1) if m else text
+    if fmt is AnswerFormat.INTEGER:
+        if "####" in text:
+            text = text.rsplit("####", 1)[1].strip()
+        return normalise_number(text) or text
+    if fmt.closed:
+        for option in options:
+            if option.lower() == text.lower():
+                return option
+        return text
+    return text
+
+
+# ------------------------------------------------------------------------------------------ extractor
+
+
+def extractor_text(fmt: AnswerFormat, options: Sequence[str] = ()) -> str:
+    """The sentence appended after the reasoning; the answer follows it (greater.md, "Extractor texts")."""
+    if fmt is AnswerFormat.LETTER:
+        listed = " or ".join(f"'${o}'" for o in options)
+        return f"Therefore, the final answer (use exact format: {listed}) is $"
+    if fmt.closed:
+        words = tuple(options) or WORD_SETS[fmt]
+        listed = " or ".join(f"'$ {o}'" for o in words)
+        return f"Therefore, the final answer (use exact format: {listed}) is $ "
+    if fmt is AnswerFormat.INTEGER:
+        return INTEGER_EXTRACTOR
+    return FREE_TEXT_EXTRACTOR
+
+
+# ------------------------------------------------------------------------------------------ readings
+
+
+def _match_option(word: str, options: Sequence[str]) -> str | None:
+    for option in options:
+        if option.lower() == word.lower():
+            return option
+    return None
+
+
+def extract(fmt: AnswerFormat, continuation: str, options: Sequence[str] = ()) -> str | None:
+    """The greedy reading: the answer the model writes first after the extractor text, or None."""
+    if fmt is AnswerFormat.FREE_TEXT:
+        line = continuation.lstrip(" \t\r\n$").split("\n", 1)[0].strip()
+        line = line.rstrip("$").strip()
+        if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'`":
+            line = line[1:-1].strip()
+        line = line.removesuffix(".").strip()
+        return line or None
+    text = continuation.lstrip(_LEAD)
+    if fmt is AnswerFormat.LETTER:
+        m = _LETTER_AT_START.match(text)
+        return m.group(1) if m and m.group(1) in options else None
+    if fmt is AnswerFormat.INTEGER:
+        m = _NUMBER_AT_START.match(text)
+        if not m or (m.end() < len(text) and text[m.end()].isalpha()):
+            return None
+        return normalise_number(m.group(0))
+    m = _WORD_AT_START.match(text)
+    return _match_option(m.group(0), options or WORD_SETS[fmt]) if m else None
+
+
+def extract_fallback(fmt: AnswerFormat, reasoning: str, options: Sequence[str] = ()) -> str | None:
+    """The fallback reading: the last allowed answer anywhere in the reasoning text, or None."""
+    if fmt is AnswerFormat.FREE_TEXT:
+        return None
+    if fmt is AnswerFormat.LETTER:
+        found = [m.group(1) for m in _LETTER_IN_PARENS.finditer(reasoning) if m.group(1) in options]
+        return found[-1] if found else None
+    if fmt is AnswerFormat.INTEGER:
+        found = [normalise_number(m.group(0)) for m in _NUMBER_IN_TEXT.finditer(reasoning)]
+        found = [f for f in found if f is not None]
+        return found[-1] if found else None
+    words = tuple(options) or WORD_SETS[fmt]
+    pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
+    found = pattern.findall(reasoning)
+    return _match_option(found[-1], words) if found else None
+
+
+# ------------------------------------------------------------------------------------------ scoring
+
+
+def _free_text_key(text: str, compact: bool) -> str:
+    if compact:
+        return "".join(text.split())
+    return " ".join(text.split()).lower()
+
+
+def score(fmt: AnswerFormat, pred: str | None, gold: str, compact: bool = False) -> bool:
+    """Exact match of a prediction with the normalised gold answer (None never matches)."""
+    if pred is None:
+        return False
+    if fmt is AnswerFormat.INTEGER:
+        p, g = normalise_number(pred), normalise_number(gold)
+        return p is not None and p == g
+    if fmt.closed:
+        return pred.strip().lower() == gold.strip().lower()
+    return _free_text_key(pred, compact) == _free_text_key(gold, compact)
+
+
+# ------------------------------------------------------------------------------------------ options
+
+
+def parse_letter_options(question: str) -> tuple[str, ...]:
+    """The option letters an input lists after its last "Options:" line ("(A) ..." lines), in order."""
+    if "Options:" not in question:
+        return ()
+    block = question.rsplit("Options:", 1)[1]
+    return tuple(dict.fromkeys(re.findall(r"^\s*\(([A-Z])\)", block, re.MULTILINE)))
+
+
+def letters(n: int) -> tuple[str, ...]:
+    """The first n option letters: letters(3) == ("A", "B", "C")."""
+    return tuple(chr(ord("A") + i) for i in range(n))
+
+
+def infer_format(targets: Sequence[str]) -> AnswerFormat:
+    """The answer format that fits every gold answer (used by custom tasks that do not declare one)."""
+    golds = [str(t).strip() for t in targets]
+    if golds and all(re.fullmatch(r"\(?[A-Z]\)?", g) for g in golds):
+        return AnswerFormat.LETTER
+    for fmt, words in WORD_SETS.items():
+        if golds and all(g.lower() in {w.lower() for w in words} for g in golds):
+            return fmt
+    if golds and all(normalise_number(g.rsplit("####", 1)[-1]) is not None for g in golds):
+        return AnswerFormat.INTEGER
+    return AnswerFormat.FREE_TEXT
