@@ -93,6 +93,7 @@ def run_optimize(
     extra = dict(spec.extra)
     preset = extra.pop("preset", "cpu")
     budget = extra.pop("budget", None) or {}
+    extra.pop("optimizer_model", None)  # recorded in the spec; the model itself is passed in
     if optimizer is None:
         optimizer = make_optimizer(spec.method, preset=preset, **extra)
     from harness.types import Budget
