@@ -175,7 +175,7 @@ def evaluate(
             "id": ex.id,
             "input": ex.input,
             "reasoning": reasoning[i].text,
-            "reasoning_tokens": len(reasoning[i].samples[0].token_ids),
+            "reasoning_tokens": reasoning[i].samples[0].num_tokens,
             "finish_reason": reasoning[i].samples[0].finish_reason,
             "answer_text": answers[i].text,
             "gold": ex.target,
@@ -201,7 +201,7 @@ def evaluate(
 
     gens = list(reasoning) + list(answers)
     tokens_in = sum(g.prompt_tokens for g in gens)
-    tokens_out = sum(len(s.token_ids) for g in gens for s in g.samples)
+    tokens_out = sum(s.num_tokens for g in gens for s in g.samples)
     # log-likelihood requests reuse the answer contexts (counted above); they add calls, not tokens out
     calls_ll = sum(len(x) for x in option_scores) if option_scores is not None else 0
     n = len(examples)

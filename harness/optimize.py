@@ -45,7 +45,7 @@ class MeteredGenerator:
         pre = self.role
         setattr(self.cost, f"{pre}_calls", getattr(self.cost, f"{pre}_calls") + len(prompts))
         setattr(self.cost, f"{pre}_tokens_in", getattr(self.cost, f"{pre}_tokens_in") + sum(g.prompt_tokens for g in out))
-        n_out = sum(len(s.token_ids) for g in out for s in g.samples)
+        n_out = sum(s.num_tokens for g in out for s in g.samples)
         setattr(self.cost, f"{pre}_tokens_out", getattr(self.cost, f"{pre}_tokens_out") + n_out)
         return out
 

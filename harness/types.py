@@ -144,8 +144,13 @@ Prompt = ChatPrompt | str
 @dataclass(frozen=True)
 class Sample:
     text: str
-    token_ids: tuple[int, ...]
+    token_ids: tuple[int, ...]  # empty for API backends, which report only counts
     finish_reason: str  # "stop" (end of sequence or a stop string) or "length"
+    completion_tokens: int | None = None  # a server's count when token ids are unknown
+
+    @property
+    def num_tokens(self) -> int:
+        return self.completion_tokens if self.completion_tokens is not None else len(self.token_ids)
 
 
 @dataclass(frozen=True)
