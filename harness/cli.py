@@ -232,6 +232,11 @@ def _print_summaries(summaries: list[tuple[RunSpec, dict[str, Any]]], out_dir: P
     out.print(f"run folders: {', '.join(str(out_dir / spec.run_id) for spec, _ in summaries)}")
 
 
+from harness.cli_grid import register as _register_grid  # noqa: E402  (bench run, leaderboard, transfer)
+
+_register_grid(app)
+
+
 def main() -> None:
     app()
 

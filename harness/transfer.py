@@ -1,0 +1,149 @@
+"""Prompt transfer: score every stored optimized prompt on other models, and the source x target matrices.
+
+Each (prompt, target model) pair is an ordinary eval run (`harness.run.run_eval`) whose spec names its
+source run, so results are cached run folders: a repeated or interrupted transfer redoes only what is
+missing. Targets are handled one at a time: the model is opened once, every prompt is scored on it, then its
+weights are freed before the next model loads. (HF models run in this process; a backend that must own its
+process, such as vLLM, would run `evaluate_on_model` in a subprocess per target.)
+The diagonal (a prompt on its own model) is the optimize cell's own test result and is not recomputed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.records import RunFolder
+from harness.report import load_records, read_json_record, transfer_matrices, transfer_table
+from harness.run import DEFAULT_RESULTS, run_eval
+from harness.types import BenchError, RunSpec
+
+ProgressFn = Callable[[str, int, int], None]  # (target model, prompts done, prompts on this target)
+
+
+@dataclass(frozen=True)
+class Source:
+    spec: RunSpec  # the optimize cell
+    prompt: str
+
+
+def source_runs(
+    results_dir: str | Path, *, methods: Iterable[str] | None = None, tasks: Iterable[str] | None = None,
+    models: Iterable[str] | None = None,
+) -> list[Source]:
+    """The finished optimize cells under `results_dir` (optionally filtered), in run-id order."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise BenchError(f"no results folder {root}: run `bench run` first or pass --results")
+    keep = {"method": set(methods or ()), "task": set(tasks or ()), "model": set(models or ())}
+    out = []
+    for folder in sorted(p for p in root.iterdir() if (p / "summary.json").exists() and (p / "spec.json").exists()):
+        meta = read_json_record(folder / "spec.json")
+        if meta["spec"]["kind"] != "optimize":
+            continue
+        spec = RunSpec(**meta["spec"])
+        if any(want and getattr(spec, k) not in want for k, want in keep.items()):
+            continue
+        out.append(Source(spec=spec, prompt=read_json_record(folder / "summary.json")["prompt"]))
+    return out
+
+
+def eval_spec(source: Source, target: str) -> RunSpec:
+    """The eval run of `source`'s prompt on `target`, with the source's decoding and split settings."""
+    s = source.spec
+    return RunSpec(
+        kind="eval", task=s.task, model=target, backend=s.backend, method=s.method, prompt=source.prompt or None,
+        position=s.position, split="test", limit=s.limit, max_new_tokens=s.max_new_tokens, dtype=s.dtype,
+        seed=s.seed, split_seed=s.split_seed, primary_reading=s.primary_reading,
+        extra={"source_run": s.run_id, "source_model": s.model, "preset": s.extra.get("preset", "?")},
+    )
+
+
+def transfer_plan(sources: Sequence[Source], eval_models: Sequence[str]) -> dict[str, list[RunSpec]]:
+    """target model -> the eval specs to score on it (every source optimized on another model)."""
+    return {t: [eval_spec(src, t) for src in sources if src.spec.model != t] for t in eval_models}
+
+
+def evaluate_on_model(
+    target: str, specs: Sequence[RunSpec], *, opener: Callable[[str, str, str], Any] | None = None, cache: bool = True,
+    data_dir: str | Path | None = None, out: str | Path = DEFAULT_RESULTS, progress: ProgressFn | None = None,
+) -> list[dict[str, Any]]:
+    """Score `specs` (all on `target`) with one model load; finished ones are read back without loading it."""
+    from harness.grid import ModelPool
+
+    todo = [s for s in specs if not RunFolder(Path(out), s).finished]
+    tick = progress or (lambda *_: None)
+    pool = ModelPool(opener=opener, cache=cache)
+    try:
+        gen = None
+        summaries = []
+        for i, spec in enumerate(specs):
+            if spec in todo and gen is None:
+                gen = pool.generator(target, backend=spec.backend, dtype=spec.dtype)
+            if spec in todo:
+                summaries.append(run_eval(spec, gen, data_dir=data_dir, out=out))
+            else:
+                summaries.append(RunFolder(Path(out), spec).summary())
+            tick(target, i + 1, len(specs))
+        return summaries
+    finally:
+        pool.close()
+
+
+def run_transfer(
+    results_dir: str | Path,
+    eval_models: Sequence[str],
+    *,
+    methods: Iterable[str] | None = None,
+    tasks: Iterable[str] | None = None,
+    source_models: Iterable[str] | None = None,
+    data_dir: str | Path | None = None,
+    opener: Callable[[str, str, str], Any] | None = None,
+    cache: bool = True,
+    progress: ProgressFn | None = None,
+    report_dir: str | Path | None = None,
+) -> dict[tuple[str, str], pd.DataFrame]:
+    """Score every stored optimized prompt on every model of `eval_models`; return (and with `report_dir`,
+    write as CSV and heatmap PNG) the source x target matrix of each (preset, method)."""
+    if not eval_models:
+        raise BenchError("no evaluation model given: use e.g. --eval-models smollm2-135m,gemma3-270m")
+    sources = source_runs(results_dir, methods=methods, tasks=tasks, models=source_models)
+    if not sources:
+        raise BenchError(f"no finished optimize runs in {results_dir} (after filters): run `bench run` first")
+    for target, specs in transfer_plan(sources, eval_models).items():
+        evaluate_on_model(target, specs, opener=opener, cache=cache, data_dir=data_dir, out=results_dir, progress=progress)
+    involved = {s.spec.model for s in sources} | set(eval_models)
+    run_ids = {s.spec.run_id for s in sources}
+    records = [
+        r for r in load_records(results_dir, steps=False)
+        if (r.kind == "optimize" and r.run_id in run_ids)
+        or (r.kind == "eval" and r.source_run in run_ids and r.model in involved)
+    ]
+    matrices = {k: _order(m, involved) for k, m in transfer_matrices(records).items()}
+    if report_dir is not None:
+        write_transfer(matrices, transfer_table(records), report_dir)
+    return matrices
+
+
+def _order(m: pd.DataFrame, involved: set[str]) -> pd.DataFrame:
+    return m.loc[[i for i in m.index if i in involved], [c for c in m.columns if c in involved]]
+
+
+def write_transfer(matrices: dict[tuple[str, str], pd.DataFrame], long: pd.DataFrame, report_dir: str | Path) -> list[Path]:
+    """transfer-<preset>-<method>.csv and .png per matrix, plus transfer-per-task.csv; returns the paths."""
+    from harness.plots import save, transfer_heatmap
+    from harness.records import atomic_write_text
+
+    root = Path(report_dir)
+    paths = []
+    for (preset, method), m in matrices.items():
+        stem = root / f"transfer-{preset}-{method}"
+        atomic_write_text(stem.with_suffix(".csv"), m.to_csv())
+        png = save(transfer_heatmap(m, f"{method} (preset {preset})"), stem.with_suffix(".png"))
+        paths += [stem.with_suffix(".csv"), png]
+    atomic_write_text(root / "transfer-per-task.csv", long.to_csv(index=False))
+    return paths + [root / "transfer-per-task.csv"]

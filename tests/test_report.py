@@ -1,0 +1,237 @@
+"""Reports on hand-made records: statistics against hand-computed values, the leaderboard's known answers,
+corrupt and truncated record files, the self-contained HTML page, plots and the transfer matrix."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import math
+import re
+
+import pytest
+from gridworld import TASK, TASK_NAME, TaskModel, write_run
+
+from harness import render, report
+from harness.evaluate import evaluate
+from harness.stats import (
+    binomial_two_sided,
+    mcnemar_exact,
+    mean_interval,
+    paired_bootstrap,
+    sign_test,
+    stratified_bootstrap_ci,
+)
+from harness.types import BenchError
+
+T1, T2 = "bbh:navigate", "bbh:date_understanding"
+ZS = [1, 1, 0, 0, 0, 0, 0, 0, 1, 0]  # 0.3
+GREATER = {0: [1, 1, 1, 1, 1, 1, 1, 0, 0, 0], 1: [1, 1, 1, 1, 1, 1, 0, 0, 0, 0], 2: [1, 1, 1, 1, 1, 1, 1, 1, 0, 0]}  # .7 .6 .8
+APE = [0, 0, 0, 0, 0, 0, 0, 0, 0, 1]  # 0.1, one seed
+COST = {"task_tokens_in": 100, "task_tokens_out": 50, "task_calls": 10, "optimizer_calls": 2, "wall_seconds": 60.0}
+
+
+# ------------------------------------------------------------------------------------------ statistics
+
+
+def test_exact_mcnemar_by_hand():
+    # 5 examples only system A got right, 1 only B: p = 2 * (C(6,0) + C(6,1)) / 2^6 = 14/64
+    assert mcnemar_exact(5, 1) == pytest.approx(14 / 64)
+    assert mcnemar_exact(1, 5) == pytest.approx(14 / 64)
+    assert mcnemar_exact(0, 6) == pytest.approx(2 / 64)
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(3, 3) == 1.0
+    assert binomial_two_sided(1, 4) == pytest.approx(2 * 5 / 16)
+
+
+def test_exact_tests_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for k, n in [(0, 1), (2, 9), (7, 20), (30, 41), (150, 300)]:
+        assert binomial_two_sided(k, n) == pytest.approx(stats.binomtest(k, n, 0.5).pvalue, rel=1e-9)
+
+
+def test_sign_test_is_mcnemar_on_binary_and_drops_ties():
+    a, b = GREATER[0], ZS  # A-only right: 5, B-only: 1
+    assert sign_test([x - y for x, y in zip(a, b)]) == pytest.approx(mcnemar_exact(5, 1))
+    assert sign_test([1, 1, 1, 1, 2 / 3, 1 / 3, -1, 0, 0, 0]) == pytest.approx(2 * (1 + 7) / 128)
+
+
+def test_intervals():
+    m, lo, hi = mean_interval([0.6, 0.7, 0.8])
+    half = 4.302653 * 0.1 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
+    assert (m, lo, hi) == pytest.approx((0.7, 0.7 - half, 0.7 + half), abs=1e-6)
+    assert math.isnan(mean_interval([0.5])[1])
+    assert stratified_bootstrap_ci([[1] * 5, [0] * 5]) == (0.5, 0.5)
+    assert paired_bootstrap([1, 0, 1], [1, 0, 1])[::3] == (0.0, 1.0)
+    delta, lo, hi, p = paired_bootstrap([1] * 20, [0] * 20)
+    assert (delta, lo, hi, p) == (1.0, 1.0, 1.0, 0.0)
+    delta, lo, hi, p = paired_bootstrap(GREATER[0], ZS)
+    assert delta == pytest.approx(0.4) and lo < 0.4 < hi and 0 < p < 0.2
+
+
+# ------------------------------------------------------------------------------------------ leaderboard
+
+
+@pytest.fixture
+def results(tmp_path):
+    for task in (T1, T2):
+        for s in (0, 1, 2):
+            write_run(tmp_path, method="zs-cot", task=task, seed=s, correct=ZS, zs=0.3, cost={"wall_seconds": 1.0})
+            g = GREATER[s] if task == T1 else [1 - x for x in GREATER[s]]  # T2: .3 .4 .2
+            write_run(tmp_path, method="greater", task=task, seed=s, correct=g, zs=0.3, dev=0.5, cost=COST,
+                      steps=[{"kind": "step", "train_error": 0.5}, {"kind": "step", "train_error": 0.25},
+                             {"kind": "dev_selection", "dev": [{"accuracy": 0.4}, {"accuracy": 0.6}]}])
+        write_run(tmp_path, method="ape", task=task, seed=0, correct=APE, ci95=(0.0, 0.3), zs=0.3,
+                  steps=[{"scored": [["a", 0.25], ["b", 0.75]]}])
+    # another preset with no zero-shot-CoT cells: the reference row comes from the cells themselves
+    write_run(tmp_path, method="greater", task=T1, seed=0, correct=[1, 0], preset="smoke", zs=0.25)
+    write_run(tmp_path, method="greater", task=T1, seed=1, correct=[1, 1], preset="smoke", zs=0.35)
+    return tmp_path
+
+
+def _row(board, task, method, preset="cpu"):
+    rows = board[(board["task"] == task) & (board["method"] == method) & (board["preset"] == preset)]
+    assert len(rows) == 1, (task, method, preset)
+    return rows.iloc[0]
+
+
+def test_leaderboard_known_answers(results):
+    board = report.leaderboard(report.load_records(results))
+    g = _row(board, T1, "greater")
+    half = 4.302653 * 0.1 / math.sqrt(3)
+    assert g["seeds"] == 3 and g["accuracy"] == pytest.approx(0.7)
+    assert (g["ci_low"], g["ci_high"]) == pytest.approx((0.7 - half, 0.7 + half), abs=1e-6)
+    # per example, greater averaged over seeds vs zs-cot: 6 better, 1 worse -> 2 * (1 + 7) / 128
+    assert g["p_vs_zs_cot"] == pytest.approx(0.125) and g["delta_vs_zs_cot"] == pytest.approx(0.4)
+    assert math.isnan(g["p_vs_greater"])
+    assert (g["tokens"], g["calls"], g["wall_seconds"], g["dev_accuracy"]) == (150, 12, 60, 0.5)
+    a = _row(board, T1, "ape")
+    assert a["seeds"] == 1 and a["accuracy"] == pytest.approx(0.1) and (a["ci_low"], a["ci_high"]) == (0.0, 0.3)
+    assert a["p_vs_zs_cot"] == pytest.approx(mcnemar_exact(1, 3)) == pytest.approx(0.625)
+    assert a["p_vs_greater"] == pytest.approx(mcnemar_exact(1, 7))  # on the common seed 0
+    z = _row(board, T1, "zs-cot")
+    assert z["accuracy"] == pytest.approx(0.3) and (z["ci_low"], z["ci_high"]) == pytest.approx((0.3, 0.3))
+    # average over the two tasks: greater per seed (.7+.3)/2, (.6+.4)/2, (.8+.2)/2 -> 0.5 with zero spread
+    avg = _row(board, "average", "greater")
+    assert avg["tasks"] == 2 and avg["accuracy"] == pytest.approx(0.5) and avg["ci_low"] == pytest.approx(0.5)
+    assert _row(board, "average", "ape")["accuracy"] == pytest.approx(0.1)
+    # reference first, then greater, then the rest; average rows before the tasks
+    cpu = board[board["preset"] == "cpu"]
+    assert list(cpu["method"][:3]) == ["zs-cot", "greater", "ape"] and list(cpu["task"][:3]) == ["average"] * 3
+    # the smoke preset has no zs-cot cells: the in-cell reference row is the cells' mean
+    ref = _row(board, T1, report.IN_CELL, "smoke")
+    assert ref["accuracy"] == pytest.approx(0.3)
+    assert _row(board, T1, "greater", "smoke")["accuracy"] == pytest.approx(0.75)
+
+
+def test_two_runs_of_one_cell_are_an_error(results):
+    records = report.load_records(results)
+    twin = dataclasses.replace(records[0], run_id="other")
+    with pytest.raises(BenchError, match="two runs of"):
+        report.leaderboard([*records, twin])
+
+
+def test_curves_from_step_logs(results):
+    c = report.curves(report.load_records(results))
+    g = c[(c["method"] == "greater") & (c["task"] == T1) & (c["seed"] == 0)]
+    assert list(g["train_error"][:2]) == [0.5, 0.25] and g["dev_accuracy"].iloc[2] == 0.6
+    assert list(c[c["method"] == "ape"]["train_error"]) == [0.25, 0.25]  # 1 - best scored, one row per task
+
+
+def test_markdown_and_csv(results):
+    records = report.load_records(results)
+    board = report.leaderboard(records)
+    md = render.to_markdown(board)
+    assert "### m, preset cpu: average over 2 tasks" in md
+    assert re.search(r"\| greater \| 70\.0 \[\d+-\d+\] \| \+40\.0 \| 0\.125 \| - \|", md)
+    assert "| bbh:navigate | ape | 10.0 [0-30] |" in md
+    csv = render.to_csv(board)
+    assert csv.splitlines()[0].startswith("preset,model,task,method,") and len(csv.splitlines()) == len(board) + 1
+
+
+def test_html_page_is_self_contained(results):
+    records = report.load_records(results)
+    page = render.page(records)
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert not re.search(r"(src|href)=\"(https?:)?//", page) and "<link" not in page and "http" not in page
+    # cpu: average + per task; smoke: per task (one task, no average); prompts
+    assert page.count('<table class="sortable">') == 4 and "addEventListener('click'" in page
+    assert '<td class="t" data-sort="greater">greater</td>' in page and "70.0 [" in page
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) >= 3 and all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
+
+
+# ------------------------------------------------------------------------------------------ corrupt records
+
+
+def test_truncated_summary_is_named(results):
+    path = next(results.glob("optimize-greater-*")) / "summary.json"
+    path.write_text(path.read_text()[:50])
+    with pytest.raises(BenchError, match=rf"corrupt or truncated record {re.escape(str(path))}"):
+        report.load_records(results)
+
+
+def test_torn_prediction_line_is_named(results):
+    path = next(results.glob("optimize-greater-*")) / "predictions.jsonl"
+    path.write_text(path.read_text()[:-20])
+    with pytest.raises(BenchError, match=rf"{re.escape(str(path))} line 10"):
+        report.load_records(results)
+
+
+def test_missing_prediction_lines_are_detected(results):
+    path = next(results.glob("optimize-greater-*")) / "predictions.jsonl"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:8]))
+    with pytest.raises(BenchError, match=rf"truncated record {re.escape(str(path))}: 8 examples, summary.json says 10"):
+        report.load_records(results)
+
+
+def test_wrong_schema_and_absent_predictions(results):
+    folder = next(results.glob("optimize-ape-*"))
+    (folder / "predictions.jsonl").unlink()  # per-example files may stay out of git: no paired test then
+    board = report.leaderboard(report.load_records(results))
+    rows = board[(board["method"] == "ape") & (board["task"] != "average")]
+    assert rows["p_vs_zs_cot"].isna().sum() == 1 and rows["accuracy"].notna().all()
+    spec = folder / "spec.json"
+    spec.write_text(spec.read_text().replace('"schema": 1', '"schema": 99'))
+    with pytest.raises(BenchError, match=rf"{re.escape(str(spec))} has schema 99, expected 1"):
+        report.load_records(results)
+
+
+# ------------------------------------------------------------------------------------------ transfer
+
+
+GOOD, WEAK = "Be good and check each step.", "Answer now."
+
+
+def test_transfer_matrix(tmp_path, monkeypatch):
+    import tasks
+    from harness.transfer import run_transfer
+
+    monkeypatch.setattr(tasks, "get_task", lambda name: TASK)
+    src = {}
+    for s in (0, 1):
+        src["a", s] = write_run(tmp_path, method="greater", task=TASK_NAME, model="fake-a", seed=s, correct=[1, 0], prompt=GOOD)
+        src["b", s] = write_run(tmp_path, method="greater", task=TASK_NAME, model="fake-b", seed=s, correct=[1, 0, 0, 0], prompt=WEAK)
+    opened = []
+
+    def opener(model, backend, dtype):
+        opened.append(model)
+        return TaskModel(model)
+
+    m = run_transfer(tmp_path, ["fake-a", "fake-b"], opener=opener, report_dir=tmp_path / "transfer")[("cpu", "greater")]
+    assert opened == ["fake-a", "fake-b"]  # each target loaded once for its two prompts
+    weak_on_a = evaluate(TASK, TASK.load().test, WEAK, TaskModel("fake-a")).accuracy
+    assert weak_on_a < 1
+    assert list(m.index) == ["fake-a", "fake-b"] and list(m.columns) == ["fake-a", "fake-b"]
+    assert m.loc["fake-a", "fake-b"] == 1.0  # the good prompt (quality 1) is right on every model
+    assert m.loc["fake-b", "fake-a"] == pytest.approx(weak_on_a)  # rows: optimized on; columns: evaluated on
+    assert m.loc["fake-a", "fake-a"] == 0.5 and m.loc["fake-b", "fake-b"] == 0.25  # the cells' own test results
+    csv = (tmp_path / "transfer" / "transfer-cpu-greater.csv").read_text().splitlines()
+    assert csv[0] == "source_model,fake-a,fake-b" and csv[1] == "fake-a,0.5,1.0"
+    assert (tmp_path / "transfer" / "transfer-cpu-greater.png").read_bytes()[:4] == b"\x89PNG"
+    evals = list(tmp_path.glob("eval-greater-*"))
+    assert len(evals) == 4 and all((e / "summary.json").exists() for e in evals)
+
+    opened.clear()  # a second run: every pair is a finished run folder, no model is opened
+    again = run_transfer(tmp_path, ["fake-a", "fake-b"], opener=opener)[("cpu", "greater")]
+    assert opened == [] and again.equals(m)
+    md = render.to_markdown(report.leaderboard(report.load_records(tmp_path)), report.transfer_matrices(report.load_records(tmp_path)))
+    assert "### transfer: greater (preset cpu)" in md and f"| fake-b | {100 * weak_on_a:.1f} | 25.0 |" in md
