@@ -141,7 +141,7 @@ class ModelPool:
 
 
 def _free_weights(gen: Any) -> None:
-    """Drop the HF backend's process-wide reference to these weights (hf._LOADED), if it holds one."""
+    """Drop the HF backend's process-wide reference to these weights, if it holds one."""
     inner = getattr(gen, "inner", gen)
     model = getattr(inner, "model", None)
     if model is None:
@@ -150,8 +150,7 @@ def _free_weights(gen: Any) -> None:
         from harness.backends import hf
     except ImportError:  # pragma: no cover - torch missing: no HF weights either
         return
-    for key in [k for k, (m, _tok) in hf._LOADED.items() if m is model]:
-        del hf._LOADED[key]
+    hf.unload(model)
 
 
 # ------------------------------------------------------------------------------------------ one cell

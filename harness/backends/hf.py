@@ -204,6 +204,12 @@ def _as_list(x: Any) -> list[int]:
 _LOADED: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
 
+def unload(model: Any) -> None:
+    """Forget the process-wide reference to these weights, so they are freed once no generator holds them."""
+    for key in [k for k, (m, _tok) in _LOADED.items() if m is model]:
+        del _LOADED[key]
+
+
 def _load(path: str, revision: str, dtype: str) -> tuple[Any, Any]:
     """Load once per process: a second HFGenerator on the same weights shares them."""
     key = (path, revision, dtype)
