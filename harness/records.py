@@ -103,6 +103,16 @@ def provenance(spec: RunSpec, **extra: Any) -> dict[str, Any]:
     }
 
 
+def per_example_correct(predictions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-example correctness in a few bytes ("1"/"0" per example and reading), kept in summary.json so
+    paired significance tests work from git even though predictions.jsonl stays out of it."""
+    readings = sorted({k[: -len("_correct")] for r in predictions for k in r if k.endswith("_correct")})
+    out: dict[str, Any] = {"ids": [str(r.get("id")) for r in predictions]}
+    for name in readings:
+        out[name] = "".join("1" if r.get(f"{name}_correct") else "0" for r in predictions)
+    return out
+
+
 class RunFolder:
     def __init__(self, root: Path, spec: RunSpec) -> None:
         self.spec = spec
@@ -117,7 +127,11 @@ class RunFolder:
 
     def finish(self, summary: dict[str, Any], predictions: list[dict[str, Any]]) -> None:
         write_jsonl(self.path / "predictions.jsonl", predictions)
-        atomic_write_json(self.path / "summary.json", {"schema": SCHEMA_VERSION, "run_id": self.spec.run_id, **summary})
+        compact = per_example_correct(predictions)
+        atomic_write_json(
+            self.path / "summary.json",
+            {"schema": SCHEMA_VERSION, "run_id": self.spec.run_id, **summary, "per_example": compact},
+        )
 
     def summary(self) -> dict[str, Any]:
         path = self.path / "summary.json"

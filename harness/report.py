@@ -101,13 +101,16 @@ def _load_record(folder: Path, steps: bool) -> CellRecord | None:
     else:
         test, primary = summary, summary["primary"]
     n = int(test["n"])
-    if pred_path.exists():  # per-example files may be left out of git: then no paired tests
+    if pred_path.exists():  # per-example files stay out of git; summary.json keeps a compact copy
         rows = read_jsonl(pred_path)
         if len(rows) != n:
             raise BenchError(
                 f"truncated record {pred_path}: {len(rows)} examples, summary.json says {n}; delete the run folder and re-run"
             )
         correct = {str(r["id"]): bool(r[f"{primary}_correct"]) for r in rows}
+    elif primary in (summary.get("per_example") or {}):  # the compact copy kept in git
+        compact = summary["per_example"]
+        correct = {i: c == "1" for i, c in zip(compact["ids"], compact[primary])}
     step_rows: tuple[dict[str, Any], ...] = ()
     if steps and (folder / "steps.jsonl").exists():
         rows = read_jsonl(folder / "steps.jsonl")

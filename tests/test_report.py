@@ -235,3 +235,21 @@ def test_transfer_matrix(tmp_path, monkeypatch):
     assert opened == [] and again.equals(m)
     md = render.to_markdown(report.leaderboard(report.load_records(tmp_path)), report.transfer_matrices(report.load_records(tmp_path)))
     assert "### transfer: greater (preset cpu)" in md and f"| fake-b | {100 * weak_on_a:.1f} | 25.0 |" in md
+
+
+def test_paired_correctness_survives_without_predictions_file(tmp_path):
+    """predictions.jsonl stays out of git; summary.json's compact copy keeps paired tests possible."""
+    from harness.records import RunFolder
+    from harness.report import load_record
+    from harness.types import RunSpec
+
+    spec = RunSpec(kind="optimize", task="bbh:navigate", model="m", method="greater", extra={"preset": "cpu"})
+    folder = RunFolder(tmp_path, spec)
+    folder.start()
+    preds = [{"id": f"x/{i}", "options_correct": i % 3 == 0, "greedy_correct": False} for i in range(7)]
+    test = {"n": 7, "primary": "options", "readings": {"options": {"accuracy": 3 / 7, "ci95": [0.1, 0.8]}}}
+    folder.finish({"prompt": "p", "test_accuracy": 3 / 7, "primary": "options", "test": test, "cost": {}}, preds)
+    with_file = load_record(folder.path)
+    (folder.path / "predictions.jsonl").unlink()
+    without = load_record(folder.path)
+    assert without.correct == with_file.correct == {f"x/{i}": i % 3 == 0 for i in range(7)}
