@@ -307,7 +307,9 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        slug = f"{self.kind}-{self.method}-{self.task.replace(':', '_')}-{self.model.split('/')[-1]}"
+        task = self.task.rsplit("/", 1)[-1].removesuffix(".jsonl")  # custom:/path/x.jsonl -> x
+        slug = f"{self.kind}-{self.method}-{task.replace(':', '_')}-{self.model.rstrip('/').split('/')[-1]}"
+        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in slug)  # one folder, never nested
         return f"{slug}-{stable_hash(self.to_dict(), 10)}"
 
 

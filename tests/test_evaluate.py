@@ -165,3 +165,9 @@ def test_real_task_prompt_has_extractor_of_the_example():
     task = get_task("bbh:date_understanding")
     ex = task.load(data_dir=DATA).test[0]
     assert "'$A' or '$B'" in task.extractor(ex) and task.extractor(ex).endswith("is $")
+
+
+def test_run_id_is_one_safe_folder_name():
+    spec = RunSpec(kind="eval", task="custom:/tmp/some dir/qa.jsonl", model="/models/my-model/", prompt="x")
+    assert "/" not in spec.run_id and " " not in spec.run_id
+    assert spec.run_id.startswith("eval-zs-cot-qa-my-model-")

@@ -1,0 +1,421 @@
+"""What the text-space baselines (APE, OPRO, ProTeGi, TextGrad) share: reading messy LLM output, asking the
+optimizer LLM, per-example scoring with memory, minibatches and a UCB bandit.
+
+Small models write messy text. `parse_tagged` takes what it can from an output (a tagged span, a span with
+only one of its tags, or the bare text) and says how it got it; `ask` sends meta-prompts to the optimizer LLM,
+parses every sample once (never retries) and adds the outputs it could not use to `ctx.cost.unparseable`.
+All randomness comes from `ctx.rng`; every sampled optimizer call gets its seed from it as well, so a run is
+reproduced by its seed and a resumed run continues exactly where the step log stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from harness.evaluate import build_prompt
+from harness.types import BenchError, ChatPrompt, Example, GenParams, PromptPosition, Task
+
+MAX_PROMPT_CHARS = 600  # an instruction longer than this is cut (at a sentence end when there is one)
+REASONING_CHARS = 400  # how much of the task model's reasoning an error report shows
+SEED_RANGE = 2**31 - 1
+
+# Lead-ins small models put before the instruction itself: "Sure! Here is the new instruction:",
+# "Instruction:", "The instruction sounds like this:", "Improved prompt -".
+_LEAD_IN = re.compile(
+    r"^\s*(?:(?:sure|okay|ok|certainly)\b[,!.]?\s*)?"
+    r"(?:(?:here(?:'s| is| are)\s+)?(?:the\s+|an?\s+|my\s+|your\s+)?(?:new\s+|improved\s+|revised\s+)?"
+    r"(?:instruction|prompt|variation)s?\b[^:\n\"]{0,40}?\s*[:\-]\s*|(?:output|answer)\s*:\s*)",
+    re.IGNORECASE,
+)
+_QUOTES = "\"'`“”‘’"
+
+
+# ------------------------------------------------------------------------------------- configs
+
+
+C = TypeVar("C")
+
+
+def configure(method: str, presets: Mapping[str, C], preset: str, overrides: Mapping[str, Any]) -> C:
+    """A preset's config with some fields replaced; unknown presets or fields fail with a one-line fix."""
+    if preset not in presets:
+        close = difflib.get_close_matches(preset, list(presets), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise BenchError(f"{method}: unknown preset {preset!r}{hint} (use one of {', '.join(presets)})")
+    base = presets[preset]
+    known = {f.name for f in dataclasses.fields(base)}  # type: ignore[arg-type]
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise BenchError(f"{method}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    defaults = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}  # type: ignore[arg-type]
+    values = {k: _coerce(defaults[k], v) for k, v in overrides.items()}
+    return dataclasses.replace(base, **values)  # type: ignore[type-var]
+
+
+def _coerce(default: Any, value: Any) -> Any:
+    """Overrides typed on a command line arrive as strings: read them as the field's current type."""
+    if not isinstance(value, str) or isinstance(default, str):
+        return value
+    if value.lower() in ("none", "null"):
+        return None
+    if isinstance(default, bool):
+        return value.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int) or (default is None and value.lstrip("-").isdigit()):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    if isinstance(default, tuple):
+        return (value,)
+    return value
+
+
+def snapshot(state: Any) -> Any:
+    """A JSON copy of a method's state for `ctx.log_step`, so later changes to the live state do not reach
+    the logged step (the in-memory log then holds what the step file holds)."""
+    return json.loads(json.dumps(state))
+
+
+# ------------------------------------------------------------------------------------- parsing
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """One optimizer output as read: the text (None when nothing usable) and how it was found.
+
+    status: "tagged" (both tags), "partial" (one tag missing), "untagged" (no tags: the bare text),
+    "failed" (empty, only tags, or no letters). `capped` is True when the text was cut to the length limit.
+    """
+
+    text: str | None
+    status: str
+    capped: bool = False
+
+
+def _tag_pattern(tag: str, close: str | None = None) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """Patterns of the opening tag <tag> and of the closing tag: </tag>, or <close> when given (ProTeGi's
+    <START> ... <END>). Case and spaces inside the brackets are ignored."""
+    name = re.escape(tag.strip("<>/ "))
+    end = rf"<\s*{re.escape(close.strip('<>/ '))}\s*>" if close else rf"<\s*/\s*{name}\s*>"
+    return re.compile(rf"<\s*{name}\s*>", re.IGNORECASE), re.compile(end, re.IGNORECASE)
+
+
+def tagged_spans(text: str, tag: str, close: str | None = None) -> list[str]:
+    """Every span between the opening and the closing tag. A span that is never closed is its first paragraph
+    (up to the next opening tag); a closing tag with no opening one closes the text before it."""
+    open_re, close_re = _tag_pattern(tag, close)
+    opens = list(open_re.finditer(text))
+    spans = []
+    for i, m in enumerate(opens):
+        end = opens[i + 1].start() if i + 1 < len(opens) else len(text)
+        stop = close_re.search(text, m.end(), end)
+        if stop:
+            spans.append(text[m.end() : stop.start()])
+        else:  # never closed: its first paragraph (what follows is usually commentary)
+            spans.append(_first_paragraph(text[m.end() : end]))
+    first_open = opens[0].start() if opens else len(text)
+    stop = close_re.search(text, 0, first_open)
+    if stop:  # text closed before any opening tag (the opening one was left out)
+        spans.insert(0, text[: stop.start()])
+    return spans
+
+
+def clean_text(text: str, max_chars: int = MAX_PROMPT_CHARS) -> tuple[str | None, bool]:
+    """Strip lead-ins, quotes, stray tags and blank space; cut to `max_chars`. Returns (text or None, capped)."""
+    text = re.sub(r"<\s*/?\s*[A-Za-z_]{2,}\s*>", " ", text)  # leftover tags of any name (<INS>, <END>, ...)
+    text = _LEAD_IN.sub("", text.strip())
+    text = " ".join(text.split())
+    while len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:
+        text = text[1:-1].strip()
+    text = text.strip(_QUOTES + " ")
+    capped = False
+    if len(text) > max_chars:
+        head = text[:max_chars]
+        end = max(head.rfind(". "), head.rfind("? "), head.rfind("! "))
+        text, capped = (head[: end + 1] if end >= max_chars // 3 else head.rstrip()), True
+    if not re.search(r"[A-Za-z]{2}", text):
+        return None, capped
+    return text, capped
+
+
+def parse_tagged(
+    text: str, tag: str, *, close: str | None = None, untagged: bool = True, max_chars: int = MAX_PROMPT_CHARS
+) -> Parsed:
+    """The instruction in `text` between <tag> and </tag> (or <close>), tolerant of a missing tag.
+
+    With no tag at all, `untagged=True` takes the first paragraph of the bare text (small models often
+    answer with the instruction alone), `untagged=False` reports a failure.
+    """
+    open_re, close_re = _tag_pattern(tag, close)
+    has_open, has_close = bool(open_re.search(text)), bool(close_re.search(text))
+    if has_open or has_close:
+        for span in tagged_spans(text, tag, close):
+            body, capped = clean_text(span, max_chars)
+            if body:
+                return Parsed(body, "tagged" if has_open and has_close else "partial", capped)
+        return Parsed(None, "failed")
+    if not untagged:
+        return Parsed(None, "failed")
+    body, capped = clean_text(_first_paragraph(text), max_chars)
+    return Parsed(body, "untagged" if body else "failed", capped)
+
+
+def _first_paragraph(text: str) -> str:
+    paragraphs = [p for p in re.split(r"\n\s*\n", text) if p.strip()]
+    return paragraphs[0] if paragraphs else ""
+
+
+def parse_text(text: str, *, max_chars: int = MAX_PROMPT_CHARS) -> Parsed:
+    """Free text (feedback): blank space collapsed and cut to `max_chars`; empty or letterless -> failed."""
+    body, capped = clean_text(text, max_chars)
+    return Parsed(body, "untagged" if body else "failed", capped)
+
+
+def parse_list(
+    text: str, tag: str, *, close: str | None = None, max_items: int, max_chars: int = MAX_PROMPT_CHARS
+) -> tuple[list[str], str]:
+    """Several items, each between <tag> and </tag> (or <close>); without tags, numbered or bulleted lines,
+    else the first paragraph as one item. Returns (at most `max_items` items, status as in `Parsed`)."""
+    open_re, close_re = _tag_pattern(tag, close)
+    has_open, has_close = bool(open_re.search(text)), bool(close_re.search(text))
+    if has_open or has_close:
+        items = [c for c in (clean_text(s, max_chars)[0] for s in tagged_spans(text, tag, close)) if c]
+        return items[:max_items], (("tagged" if has_open and has_close else "partial") if items else "failed")
+    lines = [m.group(1) for m in re.finditer(r"^\s*(?:\d+[.)]|[-*•])\s+(.+)$", text, re.MULTILINE)]
+    items = [c for c in (clean_text(s, max_chars)[0] for s in lines) if c]
+    if not items:
+        first = parse_tagged(text, tag, close=close, max_chars=max_chars).text
+        items = [first] if first else []
+    return items[:max_items], "untagged" if items else "failed"
+
+
+def normalise(text: str) -> str:
+    """The key two instructions are duplicates under: case, spacing and end punctuation ignored."""
+    return " ".join(text.casefold().split()).strip(" .!?;:")
+
+
+def dedupe(texts: Iterable[str], seen: Iterable[str] = ()) -> list[str]:
+    """`texts` without duplicates (first one kept, order kept) and without anything in `seen`."""
+    keys = {normalise(s) for s in seen}
+    out = []
+    for t in texts:
+        k = normalise(t)
+        if k not in keys:
+            keys.add(k)
+            out.append(t)
+    return out
+
+
+# ------------------------------------------------------------------------------------- the optimizer LLM
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ask:
+    """How to sample the optimizer LLM: `n` samples per meta-prompt at `temperature`, at most `max_tokens`."""
+
+    temperature: float
+    max_tokens: int
+    n: int = 1
+
+
+def ask(
+    ctx: Any,
+    meta_prompts: Sequence[str],
+    how: Ask,
+    parse: Callable[[str], Parsed | tuple[list[str], str]],
+    tally: Counter | None = None,
+) -> list[list[Any]]:
+    """Send each meta-prompt to `ctx.optimizer_model` as one user turn; parse every sample exactly once.
+
+    Returns, per meta-prompt, the parsed values of its samples (failures left out). Failed parses are added
+    to `ctx.cost.unparseable`; `tally` counts the statuses. Sampled calls draw their seed from `ctx.rng`.
+    """
+    if not meta_prompts:
+        return []
+    seed = ctx.rng.randrange(SEED_RANGE) if how.temperature > 0 else 0
+    params = GenParams(temperature=how.temperature, max_tokens=how.max_tokens, n=how.n if how.temperature > 0 else 1, seed=seed)
+    gens = ctx.optimizer_model.generate([ChatPrompt(user=m) for m in meta_prompts], params)
+    out: list[list[Any]] = []
+    for g in gens:
+        values = []
+        for s in g.samples:
+            got = parse(s.text)
+            if isinstance(got, Parsed):
+                status, value = got.status, got.text
+                if got.capped and tally is not None:
+                    tally["capped"] += 1
+            else:
+                value, status = got
+            if tally is not None:
+                tally[status] += 1
+            if status == "failed":
+                ctx.cost.unparseable += 1
+            else:
+                values.append(value)
+        out.append(values)
+    return out
+
+
+# ------------------------------------------------------------------------------------- data for meta-prompts
+
+
+def sample(rng: Any, examples: Sequence[Example], k: int) -> list[Example]:
+    """k examples drawn without replacement by `rng` (all of them, shuffled, when there are fewer)."""
+    return rng.sample(list(examples), min(k, len(examples)))
+
+
+def disjoint_sets(rng: Any, examples: Sequence[Example], n_sets: int, size: int) -> list[list[Example]]:
+    """Up to `n_sets` disjoint sets of `size` examples (fewer sets when the data runs out, at least one)."""
+    pool = sample(rng, examples, n_sets * size)
+    sets = [pool[i : i + size] for i in range(0, len(pool), size)]
+    return [s for s in sets if len(s) == size] or sets[:1]
+
+
+def shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def format_demos(examples: Sequence[Example]) -> str:
+    """Input/output pairs (APE's demonstrations)."""
+    return "\n\n".join(f"Input: {ex.input}\nOutput: {ex.target}" for ex in examples)
+
+
+def format_with_instruction(ex: Example, position: PromptPosition | str, placeholder: str = "<INS>") -> str:
+    """A question with a placeholder where the instruction goes, as the task model will see it, and its gold
+    answer (OPRO's exemplars)."""
+    p = build_prompt(ex, placeholder, position)
+    head = f"Q: {p.user}" + (f"\nA: {p.assistant_prefix}" if p.assistant_prefix else "\nA:")
+    return f"{head}\nGround truth answer: {ex.target}"
+
+
+def format_outcome(record: Mapping[str, Any], reading: str, reasoning_chars: int = REASONING_CHARS) -> str:
+    """One scored example for a feedback request: question, the model's reasoning (shortened), its answer,
+    the gold answer and the exact-match verdict."""
+    verdict = "correct" if record.get("correct") else "wrong"
+    return (
+        f"Question: {record['input']}\n"
+        f"Model's reasoning: {shorten(record.get('reasoning', ''), reasoning_chars) or '(empty)'}\n"
+        f"Model's final answer: {record.get('prediction') or '(none found)'}\n"
+        f"Correct answer: {record['gold']}\n"
+        f"Result ({reading} exact match): {verdict}"
+    )
+
+
+# ------------------------------------------------------------------------------------- scoring with memory
+
+
+class Outcomes:
+    """Exact-match outcomes per (instruction, example), scored through `ctx.score` and remembered.
+
+    Greedy decoding makes an outcome a fixed fact, so no method pays twice for the same pair (and two
+    scorings can never disagree because of batching). Each pair keeps `[correct, prediction, reasoning]`,
+    the reasoning (shortened to `reasoning_chars`) only with `keep_reasoning` (for feedback requests). The
+    memory is small enough to go into a method's resume state.
+    """
+
+    def __init__(self, task: Task, ctx: Any, *, keep_reasoning: bool = False, reasoning_chars: int = REASONING_CHARS) -> None:
+        self.task, self.ctx = task, ctx
+        self.keep_reasoning, self.reasoning_chars = keep_reasoning, reasoning_chars
+        self.memory: dict[str, dict[str, list[Any]]] = {}
+        self.reading: str = ctx.primary_reading or "greedy"
+
+    def records(self, instruction: str, examples: Sequence[Example]) -> list[dict[str, Any]]:
+        """One record per example, in order (input, gold, prediction, correct, reasoning); missing pairs are
+        scored in one batch."""
+        known = self.memory.setdefault(instruction, {})
+        missing = [ex for ex in examples if ex.id not in known]
+        if missing:
+            result = self.ctx.score(self.task, missing, instruction or None)
+            self.reading = result.primary
+            for ex, rec in zip(missing, result.examples):
+                ok = bool(rec[f"{result.primary}_correct"])
+                why = shorten(rec["reasoning"], self.reasoning_chars) if self.keep_reasoning else None
+                known[ex.id] = [int(ok), rec.get(result.primary), why]
+        return [
+            {"input": ex.input, "gold": ex.target, "correct": bool(known[ex.id][0]), "prediction": known[ex.id][1],
+             "reasoning": known[ex.id][2] or ""}
+            for ex in examples
+        ]
+
+    def correct(self, instruction: str, examples: Sequence[Example]) -> list[bool]:
+        return [r["correct"] for r in self.records(instruction, examples)]
+
+    def accuracy(self, instruction: str, examples: Sequence[Example]) -> float:
+        c = self.correct(instruction, examples)
+        return sum(c) / len(c) if c else 0.0
+
+    def errors(self, instruction: str, examples: Sequence[Example]) -> list[dict[str, Any]]:
+        return [r for r in self.records(instruction, examples) if not r["correct"]]
+
+    def to_state(self) -> dict[str, Any]:
+        return {"reading": self.reading, "memory": self.memory}
+
+    def from_state(self, state: Mapping[str, Any] | None) -> Outcomes:
+        if state:
+            self.reading = state["reading"]
+            self.memory = {k: {i: list(v) for i, v in d.items()} for k, d in state["memory"].items()}
+        return self
+
+
+# ------------------------------------------------------------------------------------- bandits
+
+
+def ucb_pick(stats: Mapping[str, tuple[int, int]], k: int, c: float, rng: Any) -> list[str]:
+    """The k arms with the highest upper confidence bound mean + c * sqrt(ln T / n), where T counts all
+    trials; arms never played come first, in an order drawn by `rng`. `stats[arm] = (correct, trials)`."""
+    total = sum(n for _, n in stats.values())
+    fresh = [a for a, (_, n) in stats.items() if n == 0]
+    rng.shuffle(fresh)
+
+    def bound(arm: str) -> float:
+        wins, n = stats[arm]
+        return wins / n + c * math.sqrt(math.log(max(total, 1)) / n)
+
+    played = sorted((a for a in stats if stats[a][1] > 0), key=lambda a: -bound(a))  # stable on ties
+    return (fresh + played)[:k]
+
+
+def ucb_bandit(
+    arms: Sequence[str],
+    data: Sequence[Example],
+    outcomes: Outcomes,
+    rng: Any,
+    *,
+    rounds: int,
+    arms_per_round: int,
+    samples_per_eval: int,
+    c: float,
+    out_of_budget: Callable[[], bool] = lambda: False,
+) -> dict[str, tuple[int, int]]:
+    """UCB over instructions (as ProTeGi and APE use it): each round draws `samples_per_eval` random examples
+    and plays the `arms_per_round` arms with the highest bounds on them. Returns `(correct, trials)` per arm;
+    stops early (with what it has) when `out_of_budget()` turns true."""
+    stats: dict[str, tuple[int, int]] = {a: (0, 0) for a in arms}
+    for _ in range(rounds):
+        batch = sample(rng, data, samples_per_eval)
+        for arm in ucb_pick(stats, arms_per_round, c, rng):
+            if out_of_budget():
+                return stats
+            wins = sum(outcomes.correct(arm, batch))
+            w, n = stats[arm]
+            stats[arm] = (w + wins, n + len(batch))
+    return stats
+
+
+def mean_score(stat: tuple[int, int]) -> float:
+    wins, n = stat
+    return wins / n if n else 0.0
+
+
+def rank(stats: Mapping[str, tuple[int, int]]) -> list[str]:
+    """Arms by mean score, best first; ties go to the arm tried more, then to the earlier one."""
+    order = list(stats)
+    return sorted(order, key=lambda a: (-mean_score(stats[a]), -stats[a][1], order.index(a)))

@@ -1,0 +1,119 @@
+"""The contract every registered optimizer keeps, run with its `smoke` preset on a synthetic task.
+
+Text-space methods get scripted task and optimizer models; gradient methods (GReaTer) get the tiny random
+HF model as task and gradient model. Every method: returns a candidate, reports its cost, respects the
+budget, gives the same result for the same seed, and leaves the global random state alone.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from baselines.fixed import FixedPrompt
+from fakeworld import make_ctx, messy_optimizer, parity_task, scripted_models
+from harness.backends.fake import ScriptedGenerator
+from harness.methods import METHOD_MODULES, load_methods, make_optimizer
+from harness.types import Budget, Cost, OptimizeResult, PromptCandidate
+
+METHODS = load_methods()
+TASK = parity_task()
+SPLITS = TASK.load()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from tiny import tiny_generator
+
+    return tiny_generator()
+
+
+def test_every_method_module_that_exists_is_registered():
+    """No silent skip: each method module present in the tree must have registered its name."""
+    for name, module in METHOD_MODULES.items():
+        if importlib.util.find_spec(module) is not None:
+            assert name in METHODS, f"{module} exists but does not register {name!r}"
+    assert {"ape", "opro", "protegi", "textgrad"} <= set(METHODS)
+
+
+def run(method, request, *, seed=0, budget=None):
+    opt = make_optimizer(method, preset="smoke")
+    if getattr(opt, "needs_gradients", False) or method == "greater":
+        gen = request.getfixturevalue("tiny")
+        ctx = make_ctx(gen, ScriptedGenerator(messy_optimizer), gradient_model=gen, seed=seed, budget=budget, max_new_tokens=8)
+    else:
+        task_model, optimizer_model = scripted_models()
+        ctx = make_ctx(task_model, optimizer_model, seed=seed, budget=budget)
+    result = opt.optimize(TASK, SPLITS.train, SPLITS.dev, ctx)
+    return opt, result, ctx
+
+
+def spent(cost: Cost) -> dict:
+    return {k: v for k, v in cost.to_dict().items() if k != "wall_seconds"}
+
+
+def global_rng_state():
+    return random.getstate(), torch.random.get_rng_state().clone(), np.random.get_state()[1].copy()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_contract(method, request):
+    if method == "greater":
+        request.getfixturevalue("tiny")  # built before the check: building a model seeds torch on purpose
+    before = global_rng_state()
+    opt, result, ctx = run(method, request, seed=3)
+    after = global_rng_state()
+
+    # returns a candidate
+    assert isinstance(result, OptimizeResult)
+    assert isinstance(result.best, PromptCandidate) and isinstance(result.best.text, str)
+    assert all(isinstance(c, PromptCandidate) for c in result.candidates)
+    # reports cost (the context's meter)
+    assert isinstance(result.cost, Cost)
+    assert spent(result.cost) == spent(ctx.cost)
+    calls = result.cost.task_calls + result.cost.optimizer_calls + result.cost.forward_passes
+    if isinstance(opt, FixedPrompt):
+        assert calls == 0  # a fixed instruction costs nothing
+    else:
+        assert calls > 0 and result.cost.wall_seconds > 0
+        assert ctx.steps, "an optimizer logs its steps"
+    # no global random state used
+    assert after[0] == before[0], "python's global random state changed"
+    assert torch.equal(after[1], before[1]), "torch's global RNG state changed"
+    assert np.array_equal(after[2], before[2]), "numpy's global RNG state changed"
+
+    # deterministic under a fixed seed
+    _, again, _ = run(method, request, seed=3)
+    assert again.best.text == result.best.text
+    assert [c.text for c in again.candidates] == [c.text for c in result.candidates]
+    assert spent(again.cost) == spent(result.cost)
+
+    if isinstance(opt, FixedPrompt):
+        return
+    # respects the budget: a limit reached at an intermediate step stops the run there, cleanly ...
+    def tokens(c):
+        return c["task_tokens_in"] + c["task_tokens_out"]
+
+    total = tokens(result.cost.to_dict())
+    marks = [tokens(s["cost"]) for s in ctx.steps[:-1] if 0 < tokens(s["cost"]) < total]
+    budget = Budget(task_tokens=marks[0] if marks else max(1, total // 2))
+    _, stopped, ctx3 = run(method, request, seed=3, budget=budget)
+    assert isinstance(stopped.best.text, str)
+    assert tokens(stopped.cost.to_dict()) <= total
+    if marks:
+        assert tokens(stopped.cost.to_dict()) < total, "the budget did not stop the run early"
+    # ... and a budget spent before the start still returns a candidate and asks the optimizer LLM nothing
+    _, empty, _ = run(method, request, seed=3, budget=Budget(task_tokens=0))
+    assert isinstance(empty.best, PromptCandidate) and isinstance(empty.best.text, str)
+    assert empty.cost.optimizer_calls == 0
+    # ... no step starts once the budget is spent: only the last logged step may be over it
+    over = [budget.exhausted(Cost(**s["cost"])) for s in ctx3.steps]
+    late = any(over[:-1])
+    if late and method == "greater" and ctx3.steps[-1].get("kind") == "dev_selection" and not any(over[:-2]):
+        pytest.xfail("greater scores its top prompts on dev after the budget is spent (a step logged over budget); "
+                     "see the baselines report: the dev selection should be skipped or cut when out of budget")
+    assert not late, f"steps were logged after the budget ran out: {over}"
