@@ -149,11 +149,9 @@ def optimize_cmd(
     task: Annotated[str, typer.Option(help="One task (`bench tasks`).")] = "bbh:navigate",
     preset: Annotated[str, typer.Option(help="paper (GPU scale), cpu (~15 min per BBH task here) or smoke.")] = "cpu",
     seed: Annotated[int, typer.Option(help="Root seed of the run.")] = 0,
-    position: Annotated[Optional[PromptPosition], typer.Option(help="Where the prompt goes (default: the method preset's choice, else after).")] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option(help="Reasoning length limit (default: the preset's).")] = None,
+    position: Annotated[Optional[PromptPosition], typer.Option(help="Where the prompt goes (default: the preset's; cpu: before).")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Reasoning length limit (default: the preset's; cpu: 128).")] = None,
     optimizer_model: Annotated[Optional[str], typer.Option(help="Optimizer LLM for text-based methods (default: the task model).")] = None,
-    optimizer_backend: Annotated[str, typer.Option(help="Backend of the optimizer LLM: hf or openai.")] = "hf",
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible URL for --optimizer-backend openai.")] = None,
     budget_tokens: Annotated[Optional[int], typer.Option("--budget", help="Common budget: task-model tokens (in + out).")] = None,
     reading: Annotated[Optional[str], typer.Option(help="Primary answer reading (default: options for closed sets, else greedy).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Evaluate the final prompt on the first N test rows only.")] = None,
@@ -162,42 +160,27 @@ def optimize_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Where run folders go.")] = Path("results"),
     data_dir: DataDir = None,
 ) -> None:
-    """Optimize a prompt with one method; report its dev and test accuracy against zero-shot CoT, and its cost."""
-    from harness.backends import open_generator
-    from harness.methods import make_optimizer
-    from harness.run import run_optimize
+    """Optimize a prompt with one method; report its dev and test accuracy against zero-shot CoT, and its cost.
+
+    The same cell as `bench run` builds for these options: both commands reuse each other's run folders.
+    """
+    from harness.grid import Cell, GridSettings, ModelPool, cell_optimizer, run_cell
     from tasks import get_task
 
     if reading is not None and reading not in READINGS:
         raise BenchError(f"unknown reading {reading!r}: use one of {', '.join(READINGS)}")
     get_task(task)
-    optimizer = make_optimizer(method, preset=preset)
-    cfg = getattr(optimizer, "config", None)
-    position = position or PromptPosition(getattr(cfg, "position", None) or "after")
-    max_new_tokens = max_new_tokens or getattr(cfg, "max_new_tokens", None) or 256
-    budget = {"task_tokens": budget_tokens} if budget_tokens else None
-    spec = RunSpec(
-        kind="optimize", task=task, model=model, method=method, position=position, max_new_tokens=max_new_tokens,
-        dtype=dtype, seed=seed, primary_reading=reading, limit=limit,
-        extra={"preset": preset, "budget": budget, "optimizer_model": optimizer_model or model},
+    settings = GridSettings(
+        preset=preset, position=position, max_new_tokens=max_new_tokens, limit=limit, reading=reading, dtype=dtype,
+        budget_tokens=budget_tokens, optimizer_model=optimizer_model,
     )
-    task_model = open_generator(model, dtype=dtype, cache=cache)
-    opt_model = None
-    if optimizer_model and (optimizer_model != model or optimizer_backend != "hf"):
-        opt_model = open_generator(optimizer_model, backend=optimizer_backend, base_url=base_url, dtype=dtype, cache=cache)
-    gradient_model = None
-    if getattr(optimizer, "needs_gradients", False):
-        from harness.backends.hf import HFGenerator
-
-        gradient_model = HFGenerator(model, dtype=dtype)  # shares the weights loaded for decoding
+    spec = Cell(method=method, task=task, model=model, seed=seed).spec(settings)
+    cell_optimizer(spec)  # a bad method, preset or setting fails before any model loads
 
     def progress(msg: str) -> None:
         err.print(f"[dim]{method}[/dim] {msg}", highlight=False)
 
-    summary = run_optimize(
-        spec, task_model, optimizer_model=opt_model, gradient_model=gradient_model, data_dir=data_dir,
-        out=out_dir, progress=progress, optimizer=optimizer,
-    )
+    summary = run_cell(spec, pool=ModelPool(cache=cache), data_dir=data_dir, out=out_dir, progress=progress)
     table = Table("", "prompt", "dev", "test", title=f"{method} on {task} ({model}, preset {preset}, seed {seed})")
     table.add_row("optimized", summary["prompt"], f"{100 * summary['dev_accuracy']:.1f}", f"{100 * summary['test_accuracy']:.1f}")
     table.add_row("zero-shot CoT", "Let's think step by step.", "", f"{100 * summary['zero_shot_cot_test_accuracy']:.1f}")

@@ -7,7 +7,7 @@ commands). harness.cli is imported inside `register`, so either module may be im
 # No `from __future__ import annotations`: the commands are defined inside register() and typer must
 # evaluate their annotations (DataDir comes from harness.cli) where they are defined.
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         models: Annotated[str, typer.Option(help="Comma-separated task models: aliases, local folders or hub ids.")] = "smollm2-135m",
         seeds: Annotated[str, typer.Option(help="Root seeds: 0,1,2 or 0-2.")] = "0",
         preset: Annotated[str, typer.Option(help="Method sizes: paper (GPU scale), cpu or smoke.")] = "cpu",
-        position: Annotated[PromptPosition, typer.Option(help="Where the prompt goes, the same for every method.")] = PromptPosition.AFTER,
+        position: Annotated[Optional[PromptPosition], typer.Option(help="Where the prompt goes, the same for every method (default: the preset's; cpu: before).")] = None,
         max_new_tokens: Annotated[int | None, typer.Option(help="Reasoning length of the dev/test evaluation (default: paper 1024, cpu 256, smoke 32).")] = None,
         limit: Annotated[int | None, typer.Option(help="Evaluate final prompts on the first N test rows only.")] = None,
         reading: Annotated[str | None, typer.Option(help="Primary answer reading (default: options for closed sets, else greedy).")] = None,

@@ -24,8 +24,14 @@ from harness.records import RunFolder
 from harness.run import DEFAULT_RESULTS, run_optimize
 from harness.types import BenchError, Generator, PromptPosition, RunSpec
 
-# Reasoning length of the held-out evaluation, shared by every method of a grid (fair comparison).
-PRESET_MAX_NEW_TOKENS = {"paper": 1024, "cpu": 256, "smoke": 32}
+# What every method of a grid shares under a preset (fair comparison): the reasoning length and the prompt
+# position. cpu: smollm2-135m writes reasoning only when the instruction comes before the question (mean
+# reasoning length on navigate train rows: after 1.0 token, before 45.4, assistant 0.0; docs/greater.md).
+PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "paper": {"max_new_tokens": 1024, "position": "after"},
+    "cpu": {"max_new_tokens": 128, "position": "before"},
+    "smoke": {"max_new_tokens": 32, "position": "after"},
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,8 +40,8 @@ class GridSettings:
     the same options, so both commands find each other's finished run folders."""
 
     preset: str = "cpu"
-    position: PromptPosition = PromptPosition.AFTER
-    max_new_tokens: int | None = None  # None: PRESET_MAX_NEW_TOKENS[preset] (256 for unknown presets)
+    position: PromptPosition | None = None  # None: the preset's (PRESET_DEFAULTS)
+    max_new_tokens: int | None = None  # None: the preset's (256 for unknown presets)
     limit: int | None = None  # evaluate the final prompt on the first N test rows only
     reading: str | None = None  # primary answer reading; None: options for closed answer sets
     dtype: str = "float32"
@@ -44,8 +50,10 @@ class GridSettings:
     backend: str = "hf"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "position", PromptPosition(self.position))
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+        defaults = PRESET_DEFAULTS.get(self.preset, {})
+        object.__setattr__(self, "position", PromptPosition(self.position or defaults.get("position", "after")))
+        object.__setattr__(self, "max_new_tokens", self.max_new_tokens or defaults.get("max_new_tokens", 256))
+        if self.max_new_tokens < 1:
             raise BenchError("--max-new-tokens must be at least 1")
         if self.limit is not None and self.limit < 1:
             raise BenchError("--limit must be at least 1")
@@ -63,7 +71,7 @@ class Cell:
         budget = {"task_tokens": s.budget_tokens} if s.budget_tokens else None
         return RunSpec(
             kind="optimize", task=self.task, model=self.model, backend=s.backend, method=self.method,
-            position=s.position, max_new_tokens=s.max_new_tokens or PRESET_MAX_NEW_TOKENS.get(s.preset, 256),
+            position=s.position, max_new_tokens=s.max_new_tokens,
             dtype=s.dtype, seed=self.seed, primary_reading=s.reading, limit=s.limit,
             extra={"preset": s.preset, "budget": budget, "optimizer_model": s.optimizer_model or self.model},
         )

@@ -62,7 +62,9 @@ def test_cells_and_spec_match_bench_optimize():
     spec = cells[0].spec(GridSettings(preset="smoke", limit=5))
     assert spec.kind == "optimize" and spec.max_new_tokens == 32 and spec.limit == 5 and spec.position is PromptPosition.AFTER
     assert dict(spec.extra) == {"preset": "smoke", "budget": None, "optimizer_model": "m1"}  # as `bench optimize` builds it
-    assert cells[0].spec(GridSettings(preset="cpu")).max_new_tokens == 256
+    assert cells[0].spec(GridSettings(preset="cpu")).max_new_tokens == 128
+    assert cells[0].spec(GridSettings(preset="cpu")).position.value == "before"
+    assert cells[0].spec(GridSettings(preset="paper")).position.value == "after"
     assert cells[0].spec(GridSettings(budget_tokens=10)).extra["budget"] == {"task_tokens": 10}
 
 
