@@ -74,7 +74,7 @@ def main() -> None:
             rows.append((dtype, b, fixed, backend))
             print(f"{dtype:9s} batch {b:3d}: fixed {fixed:7.1f} tok/s   backend {backend:7.1f} tok/s", flush=True)
     cmd = "python benchmarks/decode.py " + " ".join(
-        f"--{k} {v}" for k, v in [("batches", args.batches), ("dtypes", args.dtypes), ("tokens", args.tokens)]
+        f"--{k} {v}" for k, v in [("batches", args.batches), ("dtypes", args.dtypes), ("tokens", args.tokens), ("threads", args.threads)]
     )
     table = [
         MARK_BEGIN,

@@ -195,7 +195,10 @@ def optimize_cmd(
 
 
 def _print_summaries(summaries: list[tuple[RunSpec, dict[str, Any]]], out_dir: Path) -> None:
-    table = Table("task", "n", *[f"{r}" for r in READINGS], "invalid (greedy)", "reasoning tok", title="accuracy % [95% CI]; * = primary")
+    table = Table(title="accuracy % [95% CI]; * = primary reading")
+    table.add_column("task", no_wrap=True)
+    for name in ("n", *READINGS, "invalid greedy", "reasoning tokens"):
+        table.add_column(name, justify="right")
     for spec, s in summaries:
         cells = []
         for r in READINGS:
@@ -205,7 +208,7 @@ def _print_summaries(summaries: list[tuple[RunSpec, dict[str, Any]]], out_dir: P
                 continue
             lo, hi = v["ci95"]
             star = "*" if r == s["primary"] else ""
-            cells.append(f"{100 * v['accuracy']:.1f}{star} [{100 * lo:.0f}-{100 * hi:.0f}]")
+            cells.append(f"{100 * v['accuracy']:.0f}{star} [{100 * lo:.0f}-{100 * hi:.0f}]")
         inv = s["readings"].get("greedy", {}).get("invalid")
         table.add_row(spec.task, str(s["n"]), *cells, "-" if inv is None else f"{100 * inv:.0f}%", f"{s['mean_reasoning_tokens']:.0f}")
     out.print(table)
