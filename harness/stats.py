@@ -1,7 +1,7 @@
 """Small statistics for the leaderboard: intervals over seeds, and paired tests on the same test examples.
 
-All functions are pure and seeded. Exact tests use integer arithmetic (no scipy needed); the t quantile
-uses scipy when it is installed and a table otherwise.
+All functions are pure and seeded. Exact tests use integer arithmetic (checked against scipy in the tests);
+the t quantile comes from scipy.
 """
 
 from __future__ import annotations
@@ -11,24 +11,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-# two-sided 95% quantiles of Student's t, by degrees of freedom (scipy.stats.t.ppf(0.975, df))
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-         12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
-
-
 def t975(df: int) -> float:
     """The 0.975 quantile of Student's t with `df` degrees of freedom."""
     if df < 1:
         raise ValueError("df must be >= 1")
-    try:
-        from scipy.stats import t
+    from scipy.stats import t
 
-        return float(t.ppf(0.975, df))
-    except ImportError:
-        if df in _T975:
-            return _T975[df]
-        larger = [k for k in _T975 if k > df]
-        return _T975[min(larger)] if larger else 1.960  # the next tabulated df: slightly narrower, close
+    return float(t.ppf(0.975, df))
 
 
 def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
