@@ -152,6 +152,8 @@ def optimize_cmd(
     position: Annotated[Optional[PromptPosition], typer.Option(help="Where the prompt goes (default: the preset's; cpu: before).")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Reasoning length limit (default: the preset's; cpu: 128).")] = None,
     optimizer_model: Annotated[Optional[str], typer.Option(help="Optimizer LLM for text-based methods (default: the task model).")] = None,
+    optimizer_backend: Annotated[str, typer.Option(help="hf, or openai for an OpenAI-compatible server (with --base-url).")] = "hf",
+    base_url: Annotated[Optional[str], typer.Option(help="URL of the optimizer LLM's OpenAI-compatible server.")] = None,
     budget_tokens: Annotated[Optional[int], typer.Option("--budget", help="Common budget: task-model tokens (in + out).")] = None,
     reading: Annotated[Optional[str], typer.Option(help="Primary answer reading (default: options for closed sets, else greedy).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Evaluate the final prompt on the first N test rows only.")] = None,
@@ -172,7 +174,8 @@ def optimize_cmd(
     get_task(task)
     settings = GridSettings(
         preset=preset, position=position, max_new_tokens=max_new_tokens, limit=limit, reading=reading, dtype=dtype,
-        budget_tokens=budget_tokens, optimizer_model=optimizer_model,
+        budget_tokens=budget_tokens, optimizer_model=optimizer_model, optimizer_backend=optimizer_backend,
+        base_url=base_url,
     )
     spec = Cell(method=method, task=task, model=model, seed=seed).spec(settings)
     cell_optimizer(spec)  # a bad method, preset or setting fails before any model loads

@@ -33,6 +33,8 @@ def register(app: typer.Typer) -> None:
         reading: Annotated[str | None, typer.Option(help="Primary answer reading (default: options for closed sets, else greedy).")] = None,
         budget_tokens: Annotated[int | None, typer.Option("--budget", help="Common budget per cell: task-model tokens (in + out).")] = None,
         optimizer_model: Annotated[str | None, typer.Option(help="Optimizer LLM of text-based methods (default: each cell's task model).")] = None,
+        optimizer_backend: Annotated[str, typer.Option(help="hf, or openai for an OpenAI-compatible server (with --base-url).")] = "hf",
+        base_url: Annotated[str | None, typer.Option(help="URL of the optimizer LLM's OpenAI-compatible server.")] = None,
         dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
         threads: Annotated[int | None, typer.Option(help="torch threads.")] = None,
         batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 8,
@@ -59,7 +61,8 @@ def register(app: typer.Typer) -> None:
             raise BenchError(f"unknown reading {reading!r}: use one of {', '.join(READINGS)}")
         settings = GridSettings(
             preset=preset, position=position, max_new_tokens=max_new_tokens, limit=limit, reading=reading, dtype=dtype,
-            budget_tokens=budget_tokens, optimizer_model=optimizer_model,
+            budget_tokens=budget_tokens, optimizer_model=optimizer_model, optimizer_backend=optimizer_backend,
+            base_url=base_url,
         )
         pool = ModelPool(cache=cache, threads=threads, batch_size=batch_size)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"))

@@ -48,11 +48,15 @@ class GridSettings:
     budget_tokens: int | None = None  # common budget: task-model tokens (in + out)
     optimizer_model: str | None = None  # optimizer LLM of text-based methods; None: the task model
     backend: str = "hf"
+    optimizer_backend: str = "hf"  # "openai" reaches a strong optimizer LLM on an OpenAI-compatible server
+    base_url: str | None = None  # that server's URL (the API key comes from OPENAI_API_KEY)
 
     def __post_init__(self) -> None:
         defaults = PRESET_DEFAULTS.get(self.preset, {})
         object.__setattr__(self, "position", PromptPosition(self.position or defaults.get("position", "after")))
         object.__setattr__(self, "max_new_tokens", self.max_new_tokens or defaults.get("max_new_tokens", 256))
+        if self.optimizer_backend == "openai" and not (self.base_url and self.optimizer_model):
+            raise BenchError("--optimizer-backend openai needs --optimizer-model NAME and --base-url URL")
         if self.max_new_tokens < 1:
             raise BenchError("--max-new-tokens must be at least 1")
         if self.limit is not None and self.limit < 1:
@@ -73,7 +77,8 @@ class Cell:
             kind="optimize", task=self.task, model=self.model, backend=s.backend, method=self.method,
             position=s.position, max_new_tokens=s.max_new_tokens,
             dtype=s.dtype, seed=self.seed, primary_reading=s.reading, limit=s.limit,
-            extra={"preset": s.preset, "budget": budget, "optimizer_model": s.optimizer_model or self.model},
+            extra={"preset": s.preset, "budget": budget, "optimizer_model": s.optimizer_model or self.model,
+                   **OptimizerEndpoint(s.optimizer_backend, s.base_url).extra()},
         )
 
     def __str__(self) -> str:
@@ -92,6 +97,22 @@ def make_cells(methods: Sequence[str], tasks: Sequence[str], models: Sequence[st
 Opener = Callable[[str, str, str], Generator]  # (model, backend, dtype) -> Generator
 
 
+@dataclass(frozen=True)
+class OptimizerEndpoint:
+    """Where the optimizer LLM runs, when not on the task model's backend. Recorded in the spec only when
+    it differs from the default, so the run ids of plain local runs stay the same."""
+
+    backend: str = "hf"
+    base_url: str | None = None
+
+    def extra(self) -> dict[str, Any]:
+        return {} if self.backend == "hf" else {"optimizer_backend": self.backend, "base_url": self.base_url}
+
+    @classmethod
+    def of(cls, spec: RunSpec) -> OptimizerEndpoint:
+        return cls(spec.extra.get("optimizer_backend", "hf"), spec.extra.get("base_url"))
+
+
 class ModelPool:
     """Opens each (model, backend, dtype) once per process and hands out the same generator afterwards.
 
@@ -108,7 +129,7 @@ class ModelPool:
         self._gradient: dict[tuple[str, str], Any] = {}
         self.loads: list[tuple[str, str, str]] = []  # what was opened, in order (tests read it)
 
-    def generator(self, model: str, *, backend: str = "hf", dtype: str = "float32") -> Generator:
+    def generator(self, model: str, *, backend: str = "hf", dtype: str = "float32", base_url: str | None = None) -> Generator:
         key = (model, backend, dtype)
         if key not in self._open:
             if self._opener is not None:
@@ -117,7 +138,8 @@ class ModelPool:
                 from harness.backends import open_generator
 
                 self._open[key] = open_generator(
-                    model, backend=backend, dtype=dtype, threads=self.threads, batch_size=self.batch_size, cache=self.cache
+                    model, backend=backend, dtype=dtype, threads=self.threads, batch_size=self.batch_size, cache=self.cache,
+                    base_url=base_url,
                 )
             self.loads.append(key)
         return self._open[key]
@@ -170,7 +192,7 @@ def cell_optimizer(spec: RunSpec) -> Any:
 
     extra = dict(spec.extra)
     preset = extra.pop("preset", "cpu")
-    for key in ("budget", "optimizer_model"):
+    for key in ("budget", "optimizer_model", "optimizer_backend", "base_url"):
         extra.pop(key, None)
     return make_optimizer(spec.method, preset=preset, **extra)
 
@@ -199,7 +221,12 @@ def run_cell(
         optimizer = cell_optimizer(spec)
         task_model = pool.generator(spec.model, backend=spec.backend, dtype=spec.dtype)
         opt_name = spec.extra.get("optimizer_model") or spec.model
-        opt_model = None if opt_name == spec.model else pool.generator(opt_name, backend=spec.backend, dtype=spec.dtype)
+        endpoint = OptimizerEndpoint.of(spec)
+        opt_model = None
+        if endpoint.backend != "hf":
+            opt_model = pool.generator(opt_name, backend=endpoint.backend, dtype=spec.dtype, base_url=endpoint.base_url)
+        elif opt_name != spec.model:
+            opt_model = pool.generator(opt_name, backend=spec.backend, dtype=spec.dtype)
         needs_gradients = getattr(optimizer, "needs_gradients", False)
         gradient = pool.gradient_model(spec.model, dtype=spec.dtype) if needs_gradients else None
         return run_optimize(

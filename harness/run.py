@@ -93,7 +93,8 @@ def run_optimize(
     extra = dict(spec.extra)
     preset = extra.pop("preset", "cpu")
     budget = extra.pop("budget", None) or {}
-    extra.pop("optimizer_model", None)  # recorded in the spec; the model itself is passed in
+    for key in ("optimizer_model", "optimizer_backend", "base_url"):  # recorded in the spec; the model is passed in
+        extra.pop(key, None)
     if optimizer is None:
         optimizer = make_optimizer(spec.method, preset=preset, **extra)
     from harness.types import Budget

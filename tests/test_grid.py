@@ -234,3 +234,18 @@ def test_cli_run_and_leaderboard(tmp_path, world, monkeypatch):
     assert res.exit_code == 0 and "| fake-steps |" in res.output and "| zs-cot |" in res.output
     res = runner.invoke(app, ["run", "--methods", "greatr", "--tasks", TASK_NAME, "--out", str(tmp_path)])
     assert res.exit_code == 2 and "did you mean 'greater'" in res.output and "Traceback" not in res.output
+
+
+def test_optimizer_llm_on_an_openai_endpoint(world, tmp_path):
+    """A strong optimizer LLM on a server: its generator is opened on the openai backend, the task model on hf."""
+    with pytest.raises(BenchError, match="needs --optimizer-model NAME and --base-url"):
+        GridSettings(optimizer_backend="openai", optimizer_model="gpt-x")
+    settings = GridSettings(preset="smoke", optimizer_model="gpt-x", optimizer_backend="openai", base_url="http://127.0.0.1:9/v1")
+    spec = Cell(method="fake-steps", task=TASK_NAME, model="fake-a", seed=0).spec(settings)
+    assert spec.extra["optimizer_backend"] == "openai" and spec.extra["base_url"] == "http://127.0.0.1:9/v1"
+    plain = Cell(method="fake-steps", task=TASK_NAME, model="fake-a", seed=0).spec(GridSettings(preset="smoke"))
+    assert "optimizer_backend" not in plain.extra  # local runs keep their run ids
+    calls = []
+    pool = ModelPool(opener=lambda model, backend, dtype: calls.append((model, backend)) or TaskModel(model))
+    run_cell(spec, pool=pool, out=tmp_path)
+    assert ("fake-a", "hf") in calls and ("gpt-x", "openai") in calls
