@@ -10,18 +10,16 @@ reproduced by its seed and a resumed run continues exactly where the step log st
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import json
 import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from harness.evaluate import build_prompt
-from harness.types import BenchError, ChatPrompt, Example, GenParams, PromptPosition, Task
+from harness.types import ChatPrompt, Example, GenParams, PromptPosition, Task
 
 MAX_PROMPT_CHARS = 600  # an instruction longer than this is cut (at a sentence end when there is one)
 REASONING_CHARS = 400  # how much of the task model's reasoning an error report shows
@@ -41,40 +39,7 @@ _QUOTES = "\"'`“”‘’"
 # ------------------------------------------------------------------------------------- configs
 
 
-C = TypeVar("C")
-
-
-def configure(method: str, presets: Mapping[str, C], preset: str, overrides: Mapping[str, Any]) -> C:
-    """A preset's config with some fields replaced; unknown presets or fields fail with a one-line fix."""
-    if preset not in presets:
-        close = difflib.get_close_matches(preset, list(presets), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise BenchError(f"{method}: unknown preset {preset!r}{hint} (use one of {', '.join(presets)})")
-    base = presets[preset]
-    known = {f.name for f in dataclasses.fields(base)}  # type: ignore[arg-type]
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise BenchError(f"{method}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    defaults = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}  # type: ignore[arg-type]
-    values = {k: _coerce(defaults[k], v) for k, v in overrides.items()}
-    return dataclasses.replace(base, **values)  # type: ignore[type-var]
-
-
-def _coerce(default: Any, value: Any) -> Any:
-    """Overrides typed on a command line arrive as strings: read them as the field's current type."""
-    if not isinstance(value, str) or isinstance(default, str):
-        return value
-    if value.lower() in ("none", "null"):
-        return None
-    if isinstance(default, bool):
-        return value.lower() in ("1", "true", "yes", "on")
-    if isinstance(default, int) or (default is None and value.lstrip("-").isdigit()):
-        return int(value)
-    if isinstance(default, float):
-        return float(value)
-    if isinstance(default, tuple):
-        return (value,)
-    return value
+from harness.config import configure  # noqa: F401  (re-exported: every method configures the same way)
 
 
 def snapshot(state: Any) -> Any:

@@ -118,34 +118,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def config_for(preset: str = "cpu", **overrides: Any) -> GreaterConfig:
-    if preset not in PRESETS:
-        import difflib
+    from harness.config import configure
 
-        close = difflib.get_close_matches(preset, list(PRESETS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise BenchError(f"unknown greater preset {preset!r}{hint} (use one of {', '.join(PRESETS)})")
-    fields = {f.name: f for f in dataclasses.fields(GreaterConfig)}
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        raise BenchError(f"unknown greater setting(s) {', '.join(unknown)}; known: {', '.join(fields)}")
-    values = {**PRESETS[preset], **{k: _coerce(GreaterConfig, k, v) for k, v in overrides.items()}}
-    return GreaterConfig(**values)
-
-
-def _coerce(cls: type, name: str, value: Any) -> Any:
-    """Overrides from the command line arrive as strings: convert them to the field's default type."""
-    default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
-    if not isinstance(value, str) or isinstance(default, str):
-        return value
-    if value.lower() in ("none", "null") and default is None:
-        return None
-    if isinstance(default, bool):
-        return value.lower() in ("1", "true", "yes", "on")
-    if isinstance(default, int) or (default is None and value.lstrip("-").isdigit()):
-        return int(value)
-    if isinstance(default, float):
-        return float(value)
-    return value
+    presets = {name: GreaterConfig(**values) for name, values in PRESETS.items()}
+    return configure("greater", presets, preset, overrides)
 
 
 @OPTIMIZERS.register("greater")

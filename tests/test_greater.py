@@ -393,7 +393,7 @@ def test_presets_and_overrides():
         config_for("papr")
     with pytest.raises(BenchError, match="mistake"):
         config_for("smoke", mistake="sometimes")
-    with pytest.raises(BenchError, match="unknown greater setting"):
+    with pytest.raises(BenchError, match="greater: unknown setting"):
         config_for("smoke", stepz=3)
     assert dataclasses.is_dataclass(paper) and paper.__dataclass_params__.frozen
 
