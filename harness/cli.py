@@ -181,7 +181,7 @@ def optimize_cmd(
     cell_optimizer(spec)  # a bad method, preset or setting fails before any model loads
 
     def progress(msg: str) -> None:
-        err.print(f"[dim]{method}[/dim] {msg}", highlight=False)
+        err.print(msg if msg.startswith(method) else f"{method} {msg}", highlight=False)
 
     summary = run_cell(spec, pool=ModelPool(cache=cache), data_dir=data_dir, out=out_dir, progress=progress)
     table = Table("", "prompt", "dev", "test", title=f"{method} on {task} ({model}, preset {preset}, seed {seed})")
