@@ -40,18 +40,20 @@ class MeteredGenerator:
     def render(self, prompt: Prompt) -> str:
         return self.inner.render(prompt)
 
+    def _add(self, what: str, n: int) -> None:
+        name = f"{self.role}_{what}"
+        setattr(self.cost, name, getattr(self.cost, name) + n)
+
     def generate(self, prompts: Sequence[Prompt], params: GenParams) -> list[Generation]:
         out = self.inner.generate(prompts, params)
-        pre = self.role
-        setattr(self.cost, f"{pre}_calls", getattr(self.cost, f"{pre}_calls") + len(prompts))
-        setattr(self.cost, f"{pre}_tokens_in", getattr(self.cost, f"{pre}_tokens_in") + sum(g.prompt_tokens for g in out))
-        n_out = sum(s.num_tokens for g in out for s in g.samples)
-        setattr(self.cost, f"{pre}_tokens_out", getattr(self.cost, f"{pre}_tokens_out") + n_out)
+        self._add("calls", len(prompts))
+        self._add("tokens_in", sum(g.prompt_tokens for g in out))
+        self._add("tokens_out", sum(s.num_tokens for g in out for s in g.samples))
         return out
 
     def loglikelihood(self, requests: Sequence[tuple[Prompt, str]]) -> list[float]:
         out = self.inner.loglikelihood(requests)
-        setattr(self.cost, f"{self.role}_calls", getattr(self.cost, f"{self.role}_calls") + len(requests))
+        self._add("calls", len(requests))
         return out
 
     def __getattr__(self, name: str) -> Any:  # model/tokenizer of an HF backend, for gradient code
