@@ -6,7 +6,18 @@ from typing import Any
 
 from harness.types import BenchError, Generator
 
-BACKENDS = ("hf", "openai")
+BACKENDS = ("hf", "vllm", "openai", "auto")
+
+
+def resolve_backend(backend: str) -> str:
+    """`auto` is vLLM when it is installed, else HF; other names are checked and returned as they are."""
+    if backend not in BACKENDS:
+        raise BenchError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        from harness.backends.vllm import available
+
+        return "vllm" if available() else "hf"
+    return backend
 
 
 def open_generator(
@@ -21,18 +32,21 @@ def open_generator(
     **kwargs: Any,
 ) -> Generator:
     """Open `model` on `backend`, wrapped in the shared response cache unless `cache` is False."""
+    backend = resolve_backend(backend)
     if backend == "hf":
         from harness.backends.hf import HFGenerator
 
         gen: Generator = HFGenerator(model, dtype=dtype, threads=threads, batch_size=batch_size)
+    elif backend == "vllm":
+        from harness.backends.vllm import VLLMGenerator
+
+        gen = VLLMGenerator(model, dtype=dtype, threads=threads, batch_size=batch_size, **kwargs)
     elif backend == "openai":
         if not base_url:
             raise BenchError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
         from harness.backends.openai import OpenAIGenerator
 
         gen = OpenAIGenerator(model, base_url, **kwargs)
-    else:
-        raise BenchError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if not cache:
         return gen
     from harness.cache import CachedGenerator, ResponseCache

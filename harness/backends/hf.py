@@ -10,23 +10,12 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from harness.types import BenchError, ChatPrompt, GenParams, Generation, Prompt, Sample
+from harness.backends.codec import PromptCodec, render_prompt
+from harness.types import BenchError, GenParams, Generation, Prompt, Sample
+
+__all__ = ["HFGenerator", "render_prompt", "unload"]
 
 DTYPES = ("float32", "bfloat16", "float16")
-
-
-def render_prompt(tokenizer: Any, prompt: Prompt, use_chat_template: bool) -> str:
-    """The exact text a chat or base model sees. Shared by every backend that holds a tokenizer."""
-    if isinstance(prompt, str):
-        return prompt
-    if use_chat_template:
-        head = tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt.user}], tokenize=False, add_generation_prompt=True
-        )
-        return head + prompt.assistant_prefix
-    # Base models (no chat template): a plain question/answer layout.
-    tail = f" {prompt.assistant_prefix}" if prompt.assistant_prefix else ""
-    return f"Question: {prompt.user}\nAnswer:{tail}"
 
 
 class HFGenerator:
@@ -71,7 +60,8 @@ class HFGenerator:
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         tok.padding_side = "left"
-        self.use_chat_template = bool(tok.chat_template) if use_template is None else use_template and bool(tok.chat_template)
+        self.codec = PromptCodec(tok, use_template)
+        self.use_chat_template = self.codec.use_chat_template
 
     # ------------------------------------------------------------------ Generator protocol
     @property
@@ -79,11 +69,11 @@ class HFGenerator:
         return f"hf:{self.name}@{self.revision}:{self.dtype}"
 
     def render(self, prompt: Prompt) -> str:
-        return render_prompt(self.tokenizer, prompt, self.use_chat_template)
+        return self.codec.render(prompt)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of rendered text (the chat template already holds any special tokens)."""
-        return self.tokenizer(text, add_special_tokens=not self.use_chat_template)["input_ids"]
+        return self.codec.encode(text)
 
     def generate(self, prompts: Sequence[Prompt], params: GenParams) -> list[Generation]:
         texts = [self.render(p) for p in prompts]
@@ -149,21 +139,14 @@ class HFGenerator:
     def loglikelihood(self, requests: Sequence[tuple[Prompt, str]]) -> list[float]:
         """Sum of log p(continuation | prompt), as lm-eval scores multiple choice.
 
-        Context and continuation are tokenised apart and concatenated (a trailing space of the context
-        moves to the continuation), so "$" + "A" cannot merge into one token and every option of a
-        question is scored against the same context ids. Requests whose continuations are all one token
-        share one forward pass of their context.
+        Requests are split into context and continuation as lm-eval does (`PromptCodec.loglikelihood_split`).
+        Requests whose continuations are all one token share one forward pass of their context.
         """
         import torch
 
-        pairs = []
-        for prompt, cont in requests:
-            ctx = self.render(prompt)
-            stripped = ctx.rstrip(" ")
-            cont = ctx[len(stripped) :] + cont
-            pairs.append((stripped, cont))
+        pairs = self.codec.loglikelihood_split(requests)
         ctx_ids = {c: self.encode(c) for c in {p[0] for p in pairs}}
-        cont_ids = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for _, c in pairs]
+        cont_ids = [self.codec.continuation(c) for _, c in pairs]
         result = [0.0] * len(pairs)
         seqs: list[tuple[list[int], list[tuple[int, list[int]]]]] = []  # (ids, [(request, cont ids)])
         by_ctx: dict[str, list[int]] = {}

