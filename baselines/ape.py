@@ -105,6 +105,10 @@ class Ape:
 
         def save(record: dict[str, Any]) -> None:
             st["tally"], st["outcomes"] = dict(tally), outcomes.to_state()
+            stats = _stats(st["scores"])
+            played = [t for t in rank(stats) if stats[t][1] > 0]
+            if played:  # the shared curve key: the best proposal's score so far
+                record = {**record, "train_accuracy": mean_score(stats[played[0]])}
             ctx.log_step({"method": self.name, "phase": st["phase"], **record}, snapshot(st))
 
         if st["phase"] == "propose" and not ctx.out_of_budget():

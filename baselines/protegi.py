@@ -160,7 +160,8 @@ class Protegi:
             best = st["beam"][0]
             ctx.progress(f"protegi round {st['round']}/{cfg.rounds}: {len(ranked)} candidates; "
                          f"best {mean_score(stats[best]):.2f} {best!r}")
-            save({"phase": "select", "beam": st["beam"], "scores": st["scores"]})
+            save({"phase": "select", "beam": st["beam"], "scores": st["scores"],
+                  "train_accuracy": mean_score(stats[best])})  # the shared curve key
 
         scores = {a: tuple(v) for a, v in st["scores"].items()}
         beam = [b for b in st["beam"] if b in scores] or st["beam"]

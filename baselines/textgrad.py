@@ -134,7 +134,7 @@ class TextGrad:
             st["step"] += 1
             if st["step"] >= cfg.steps_per_epoch or not batch:
                 st["epoch"], st["step"], st["order"] = st["epoch"] + 1, 0, None
-            save({"phase": "step", **where, **record})
+            save({"phase": "step", **where, **record, "dev_accuracy": st["current_dev"]})  # the kept instruction's
 
         meta: dict[str, Any] = {"accepted": st["accepted"], "reverted": st["reverted"], "parses": dict(tally),
                                 "dev_size": len(dev_set), "epochs_done": st["epoch"]}
@@ -152,11 +152,13 @@ class TextGrad:
         cfg = self.config
         current = st["current"]
         records = outcomes.records(current, batch)
+        right = sum(r["correct"] for r in records)
+        base: dict[str, Any] = {"batch_correct": right, "train_accuracy": right / len(records)}  # the curve key
         shown = [r for r in records if cfg.critique_correct or not r["correct"]]
         if not shown:
-            return {"batch_correct": len(records), "update": "none (no wrong answers to critique)"}
+            return {**base, "update": "none (no wrong answers to critique)"}
         if ctx.out_of_budget():
-            return {"update": "none (budget)"}
+            return {**base, "update": "none (budget)"}
         critique = Ask(temperature=cfg.temperature, max_tokens=cfg.feedback_tokens)
         metas = [
             CRITIQUE_PROMPT.format(
@@ -168,7 +170,7 @@ class TextGrad:
         ]
         replies = ask(ctx, metas, critique, lambda t: parse_text(t, max_chars=cfg.feedback_chars), tally)
         feedback = [f for per_example in replies for f in per_example]
-        base = {"batch_correct": sum(r["correct"] for r in records), "feedback": feedback}
+        base["feedback"] = feedback
         if not feedback:
             return {**base, "update": "none (no usable feedback)"}
         if ctx.out_of_budget():
@@ -192,7 +194,7 @@ class TextGrad:
             st["current"], st["current_dev"], st["accepted"] = new, new_dev, st["accepted"] + 1
         else:
             st["reverted"] += 1
-        return {**base, "proposed": new, "dev_accuracy": new_dev, "update": "kept" if keep else "reverted"}
+        return {**base, "proposed": new, "proposed_dev_accuracy": new_dev, "update": "kept" if keep else "reverted"}
 
 
 @OPTIMIZERS.register("textgrad")

@@ -184,7 +184,8 @@ class Greater:
                           answer_loss=None, fluency=None, score=None, key=[])]
         if "dev" not in state and not ctx.out_of_budget():
             state = {**state, "dev": self._dev_select(task, dev, top, ctx)}
-            ctx.log_step({"kind": "dev_selection", "dev": state["dev"]}, state)
+            dev_best = max(d["accuracy"] for d in state["dev"])
+            ctx.log_step({"kind": "dev_selection", "dev": state["dev"], "dev_accuracy": dev_best}, state)
         # out of budget: no dev selection; the best training score wins (the harness scores it on dev)
         dev_acc = [d["accuracy"] for d in state["dev"]] if "dev" in state else [None] * len(top)
         best = max(range(len(top)), key=lambda i: (dev_acc[i] or 0.0, -i))  # ties: the better training score
@@ -389,6 +390,7 @@ class GreaterRun:
             "position": pos,
             "prompt_before": current.text,
             "train_error": current.mistake_rate,
+            "train_accuracy": 1 - current.mistake_rate,  # the shared curve key (OptimizeContext.log_step)
             "loss": grad.loss / len(rows),
             "k": prop.k,
             "candidates": [{"id": c, "token": lay.tok.decode([c]), "grad_score": s} for c, s in zip(cands, scores)],

@@ -107,7 +107,12 @@ class OptimizeContext:
 
     # ------------------------------------------------------------------ steps and resume
     def log_step(self, record: dict[str, Any], state: dict[str, Any] | None = None) -> None:
-        """Record one finished step; `state` is what the method needs to continue from here."""
+        """Record one finished step; `state` is what the method needs to continue from here.
+
+        Curve keys, shared by every method and read by `harness.report.curves`: `train_accuracy` and
+        `dev_accuracy`, numbers in [0, 1] a step logs when it scored prompts on that split (never an extra
+        model call just for the curve; what each method's number means is listed at `curves`).
+        """
         from harness.records import append_jsonl
 
         self.tick()

@@ -73,24 +73,25 @@ def accuracy_bars(board: pd.DataFrame) -> Figure:
 
 
 def optimization_curves(curves: pd.DataFrame) -> Figure:
-    """Training error (solid) and dev accuracy (dots) per optimization step, one panel per method."""
+    """Train accuracy (a line) and dev accuracy (dots) per logged step, one panel per method and one line per
+    run (task, model, seed) in it. Each method scores on its own examples (`harness.report.curves`)."""
     methods = sorted(curves["method"].unique()) if not curves.empty else []
     fig = _figure(4.0 * max(1, min(3, len(methods))), 3.0 * max(1, math.ceil(len(methods) / 3)))
     axes = fig.subplots(max(1, math.ceil(len(methods) / 3)), max(1, min(3, len(methods))), squeeze=False).ravel()
     for ax, m in zip(axes, methods):
         for (task, model, seed), g in curves[curves["method"] == m].groupby(["task", "model", "seed"], sort=True):
             label = f"{_short(task)} {model} s{seed}"
-            tr = g.dropna(subset=["train_error"])
+            tr = g.dropna(subset=["train_accuracy"])
+            color = None
             if not tr.empty:
-                line, = ax.plot(tr["step"], tr["train_error"], ".-", label=f"{label} train err")
+                line, = ax.plot(tr["step"], tr["train_accuracy"], ".-", label=f"{label} train")
                 color = line.get_color()
-            else:
-                color = None
             dv = g.dropna(subset=["dev_accuracy"])
             if not dv.empty:
-                ax.plot(dv["step"], dv["dev_accuracy"], "o", color=color, label=f"{label} dev acc", markersize=4)
+                ax.plot(dv["step"], dv["dev_accuracy"], "o", color=color, label=f"{label} dev", markersize=4)
         ax.set_title(m, fontsize=10)
         ax.set_xlabel("step")
+        ax.set_ylabel("accuracy")
         ax.set_ylim(0, 1)
         if len(ax.get_lines()) <= 12:
             ax.legend(fontsize=6)

@@ -300,37 +300,49 @@ def _nan(x: Any) -> bool:
 # ------------------------------------------------------------------------------------------ curves, transfer
 
 
-CURVE_COLUMNS = ["run_id", "method", "task", "model", "seed", "preset", "step", "train_error", "dev_accuracy"]
+CURVE_COLUMNS = ["run_id", "method", "task", "model", "seed", "preset", "step", "train_accuracy", "dev_accuracy"]
 
 
 def curves(records: Iterable[CellRecord]) -> pd.DataFrame:
-    """Optimization curves from the step logs: one row per step with `train_error` and/or `dev_accuracy`.
+    """Optimization curves: one row per logged step with a `train_accuracy` and/or `dev_accuracy`.
 
-    Methods log different step records; read here: `train_error` (GReaTer), `train_accuracy`, the best score
-    of a `scored` list of [prompt, score] pairs (OPRO, APE), `dev_accuracy` (TextGrad) and the best
-    `accuracy` of a `dev` list (GReaTer's final selection).
+    Every method logs these shared keys (see `OptimizeContext.log_step`) from what it scores anyway, each on
+    its own examples, so curves show progress within a method rather than levels across methods:
+      greater   train: 1 - mistake rate of the step's current prompt (its training examples);
+                dev: the best of the final dev selection
+      ape       train: the best proposal's score so far (its scoring subset, or the bandit's trials)
+      opro      train: the best instruction's score so far (its train subset)
+      protegi   train: the bandit's score of the beam's first prompt after each selection (train minibatches)
+      textgrad  train: the current instruction's minibatch accuracy;
+                dev: the kept instruction's accuracy after each step (the validation revert's dev subset)
     """
     rows = []
     for r in records:
         for i, s in enumerate(r.steps):
-            train = s.get("train_error")
-            if train is None and isinstance(s.get("train_accuracy"), (int, float)):
-                train = 1 - s["train_accuracy"]
-            if train is None and isinstance(s.get("scored"), list):
-                scores = [p[1] for p in s["scored"]
-                          if isinstance(p, (list, tuple)) and len(p) > 1 and isinstance(p[1], (int, float))]
-                train = 1 - max(scores) if scores else None
-            dev = s.get("dev_accuracy")
-            if dev is None and isinstance(s.get("dev"), list):
-                accs = [d["accuracy"] for d in s["dev"]
-                        if isinstance(d, dict) and isinstance(d.get("accuracy"), (int, float))]
-                dev = max(accs) if accs else None
-            train = train if isinstance(train, (int, float)) else math.nan
-            dev = dev if isinstance(dev, (int, float)) else math.nan
+            train, dev = _number(s.get("train_accuracy")), _number(s.get("dev_accuracy"))
+            if math.isnan(train) and math.isnan(dev):
+                train, dev = _legacy_curve_point(s)
             if not (math.isnan(train) and math.isnan(dev)):
                 rows.append({"run_id": r.run_id, "method": r.method, "task": r.task, "model": r.model, "seed": r.seed,
-                             "preset": r.preset, "step": i, "train_error": train, "dev_accuracy": dev})
+                             "preset": r.preset, "step": i, "train_accuracy": train, "dev_accuracy": dev})
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def _number(x: Any) -> float:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else math.nan
+
+
+def _legacy_curve_point(step: Mapping[str, Any]) -> tuple[float, float]:
+    """(train, dev) accuracy of a step logged before the shared keys existed: GReaTer's `train_error` and its
+    `dev` selection list, APE's and OPRO's `scored` [prompt, score] pairs (the best of them)."""
+    train = 1 - _number(step.get("train_error"))
+    if math.isnan(train) and isinstance(step.get("scored"), list):
+        scores = [_number(p[1]) for p in step["scored"] if isinstance(p, (list, tuple)) and len(p) > 1]
+        train = max((x for x in scores if not math.isnan(x)), default=math.nan)
+    listed = step.get("dev") if isinstance(step.get("dev"), list) else []
+    devs = [_number(d.get("accuracy")) for d in listed if isinstance(d, dict)]
+    dev = max((x for x in devs if not math.isnan(x)), default=math.nan)
+    return train, dev
 
 
 def transfer_table(records: Iterable[CellRecord]) -> pd.DataFrame:

@@ -5,6 +5,7 @@ step), and hand-made run folders with known answers. No model weights."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import zlib
 from collections.abc import Sequence
@@ -77,6 +78,30 @@ class TaskModel(ScriptedGenerator):
         return f"{n} halves, so the answer is {answer}."
 
 
+def open_task_model(model: str, backend: str, dtype: str) -> TaskModel:
+    """An opener a child process can import ("gridworld:open_task_model", with tests/ on PYTHONPATH).
+    Every call appends "<pid> <model>" to $GRIDWORLD_OPEN_LOG when set; a model named "broken-..." fails to
+    load; $GRIDWORLD_CRASH_ON arms `TaskModel.crash_on`."""
+    if os.environ.get("GRIDWORLD_OPEN_LOG"):
+        with open(os.environ["GRIDWORLD_OPEN_LOG"], "a", encoding="utf-8") as f:
+            f.write(f"{os.getpid()} {model}\n")
+    if model.startswith("broken-"):
+        raise RuntimeError(f"no weights for {model}")
+    gen = TaskModel(model)
+    gen.crash_on = os.environ.get("GRIDWORLD_CRASH_ON") or None
+    return gen
+
+
+def write_task_file(folder: Path) -> str:
+    """The grid task as a custom JSONL task (a child process loads it by name); returns the task name."""
+    splits = _load()
+    rows = [{"id": ex.id, "input": ex.input, "target": ex.target, "split": name}
+            for name in ("train", "dev", "test") for ex in splits.get(name)]
+    path = folder / "grid.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return f"custom:{path}"
+
+
 CANDIDATES = ("Think.", "Think step by step.", "Check each step.", "Answer now.", "Be good and check.")
 
 
@@ -115,7 +140,7 @@ def write_run(
     root: Path, *, method: str, task: str = "bbh:navigate", model: str = "m", seed: int = 0, correct: Sequence[bool],
     preset: str = "cpu", ci95: tuple[float, float] = (0.0, 1.0), zs: float | None = None, dev: float | None = None,
     cost: dict[str, float] | None = None, prompt: str = "p", source: RunSpec | None = None,
-    steps: Sequence[dict[str, Any]] = (),
+    steps: Sequence[dict[str, Any]] = (), backend: str = "hf",
 ) -> RunSpec:
     """A finished run folder written by hand: optimize cell, or (with `source`) a transfer eval."""
     acc = sum(correct) / len(correct)
@@ -123,7 +148,7 @@ def write_run(
     test = {"accuracy": acc, "primary": "greedy", "n": len(rows),
             "readings": {"greedy": {"accuracy": acc, "n": len(rows), "ci95": list(ci95), "invalid": 0.0}}}
     if source is None:
-        spec = RunSpec(kind="optimize", task=task, model=model, method=method, seed=seed,
+        spec = RunSpec(kind="optimize", task=task, model=model, method=method, seed=seed, backend=backend,
                        extra={"preset": preset, "budget": None, "optimizer_model": model})
         summary = {"task": task, "model": model, "method": method, "preset": preset, "seed": seed, "prompt": prompt,
                    "dev_accuracy": dev, "test_accuracy": acc, "primary": "greedy", "test": test,

@@ -114,3 +114,55 @@ def test_contract(method, request):
     over = [budget.exhausted(Cost(**s["cost"])) for s in ctx3.steps]
     late = any(over[:-1])
     assert not late, f"steps were logged after the budget ran out: {over}"
+
+
+# ------------------------------------------------------------------------------------------ curves
+
+
+@pytest.fixture(scope="module")
+def step_logs(request):
+    """method -> its step log, one smoke run each (fixed prompts score nothing and are left out)."""
+    logs = {}
+    for method in METHODS:
+        opt, _, ctx = run(method, request, seed=1)
+        if not isinstance(opt, FixedPrompt):
+            logs[method] = ctx.steps
+    return logs
+
+
+def test_every_optimizer_logs_the_shared_curve_key(step_logs):
+    from harness.report import curves
+
+    assert {"greater", "ape", "opro", "protegi", "textgrad"} <= set(step_logs)
+    for method, steps in step_logs.items():
+        values = [s["train_accuracy"] for s in steps if "train_accuracy" in s]
+        assert values, f"{method} logs no train_accuracy: {[sorted(s) for s in steps]}"
+        assert all(isinstance(v, float) and 0 <= v <= 1 for v in values), (method, values)
+        dev = [s["dev_accuracy"] for s in steps if "dev_accuracy" in s]
+        assert all(isinstance(v, float) and 0 <= v <= 1 for v in dev), (method, dev)
+    assert any("dev_accuracy" in s for s in step_logs["greater"]) and any("dev_accuracy" in s for s in step_logs["textgrad"])
+
+    records = [_record(m, steps) for m, steps in step_logs.items()]
+    c = curves(records)
+    assert set(c["method"]) == set(step_logs) and c["train_accuracy"].notna().groupby(c["method"]).sum().min() >= 1
+
+
+def test_curve_plot_has_one_line_per_method(step_logs):
+    from harness.plots import optimization_curves
+    from harness.report import curves
+
+    fig = optimization_curves(curves([_record(m, steps) for m, steps in step_logs.items()]))
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    assert set(panels) == set(step_logs)
+    for method, ax in panels.items():
+        train = [ln for ln in ax.get_lines() if ln.get_label().endswith(" train")]
+        assert len(train) == 1, (method, [ln.get_label() for ln in ax.get_lines()])
+
+
+def _record(method, steps):
+    from harness.report import CellRecord
+
+    rows = tuple({k: v for k, v in s.items() if k not in ("state", "rng")} for s in steps)
+    return CellRecord(run_id=f"optimize-{method}", kind="optimize", method=method, task=TASK.name, model="fake",
+                      source_model="fake", seed=1, preset="smoke", prompt="p", accuracy=0.5, ci95=(0.0, 1.0), n=6,
+                      primary="options", steps=rows)

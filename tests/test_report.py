@@ -78,10 +78,10 @@ def results(tmp_path):
             write_run(tmp_path, method="zs-cot", task=task, seed=s, correct=ZS, zs=0.3, cost={"wall_seconds": 1.0})
             g = GREATER[s] if task == T1 else [1 - x for x in GREATER[s]]  # T2: .3 .4 .2
             write_run(tmp_path, method="greater", task=task, seed=s, correct=g, zs=0.3, dev=0.5, cost=COST,
-                      steps=[{"kind": "step", "train_error": 0.5}, {"kind": "step", "train_error": 0.25},
-                             {"kind": "dev_selection", "dev": [{"accuracy": 0.4}, {"accuracy": 0.6}]}])
+                      steps=[{"kind": "step", "train_accuracy": 0.5}, {"kind": "step", "train_accuracy": 0.75},
+                             {"kind": "dev_selection", "dev_accuracy": 0.6}])
         write_run(tmp_path, method="ape", task=task, seed=0, correct=APE, ci95=(0.0, 0.3), zs=0.3,
-                  steps=[{"scored": [["a", 0.25], ["b", 0.75]]}])
+                  steps=[{"phase": "score", "proposed": ["a", "b"]}, {"scored": [["a", 0.25]], "train_accuracy": 0.75}])
     # another preset with no zero-shot-CoT cells: the reference row comes from the cells themselves
     write_run(tmp_path, method="greater", task=T1, seed=0, correct=[1, 0], preset="smoke", zs=0.25)
     write_run(tmp_path, method="greater", task=T1, seed=1, correct=[1, 1], preset="smoke", zs=0.35)
@@ -131,10 +131,19 @@ def test_two_runs_of_one_cell_are_an_error(results):
 
 
 def test_curves_from_step_logs(results):
-    c = report.curves(report.load_records(results))
+    records = report.load_records(results)
+    c = report.curves(records)
     g = c[(c["method"] == "greater") & (c["task"] == T1) & (c["seed"] == 0)]
-    assert list(g["train_error"][:2]) == [0.5, 0.25] and g["dev_accuracy"].iloc[2] == 0.6
-    assert list(c[c["method"] == "ape"]["train_error"]) == [0.25, 0.25]  # 1 - best scored, one row per task
+    assert list(g["step"]) == [0, 1, 2] and list(g["train_accuracy"][:2]) == [0.5, 0.75]
+    assert math.isnan(g["train_accuracy"].iloc[2]) and g["dev_accuracy"].iloc[2] == 0.6
+    ape = c[c["method"] == "ape"]  # a step without a score (proposals only) has no point
+    assert list(ape["step"]) == [1, 1] and list(ape["train_accuracy"]) == [0.75, 0.75]  # one row per task
+
+    # step logs written before the shared keys: GReaTer's train_error and dev list, APE/OPRO's scored pairs
+    old = [{"kind": "step", "train_error": 0.25}, {"kind": "dev_selection", "dev": [{"accuracy": 0.4}, {"accuracy": 0.6}]},
+           {"scored": [["a", 0.5], ["b", 0.25]]}]
+    legacy = report.curves([dataclasses.replace(records[0], steps=tuple(old))])
+    assert list(legacy["train_accuracy"].fillna(-1)) == [0.75, -1, 0.5] and legacy["dev_accuracy"].iloc[1] == 0.6
 
 
 def test_markdown_and_csv(results):

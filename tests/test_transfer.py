@@ -1,0 +1,127 @@
+"""`bench transfer` with each target model in its own child process (as the vLLM backend needs): real child
+processes running `python -m harness.transfer` with the scripted task models of gridworld, opened through
+an importable opener. Each child start costs an interpreter start-up (a second or two)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import typer
+from gridworld import write_run, write_task_file
+from typer.testing import CliRunner
+
+import harness.transfer
+from harness.transfer import needs_own_process, run_transfer, source_runs, transfer_plan
+from harness.types import BenchError
+
+OPENER = "gridworld:open_task_model"
+GOOD, WEAK = "Be good and check each step.", "Answer now."
+TARGETS = ["fake-a", "fake-b"]
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    """Four optimize cells on a backend that owns its process; tests/ importable in children; a log of
+    every model opened (pid, model)."""
+    tests = str(Path(__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p))
+    log = tmp_path / "opened.log"
+    monkeypatch.setenv("GRIDWORLD_OPEN_LOG", str(log))
+    monkeypatch.delenv("GRIDWORLD_CRASH_ON", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where a failed child's log is kept
+    task = write_task_file(tmp_path)
+    results = tmp_path / "results"
+    for s in (0, 1):
+        write_run(results, method="greater", task=task, model="fake-a", seed=s, correct=[1, 0], prompt=GOOD, backend="vllm")
+        write_run(results, method="greater", task=task, model="fake-b", seed=s, correct=[1, 0, 0, 0], prompt=WEAK,
+                  backend="vllm")
+    return results, log
+
+
+def opened(log: Path) -> list[tuple[int, str]]:
+    if not log.exists():
+        return []
+    return [(int(pid), model) for pid, model in (line.split() for line in log.read_text().splitlines())]
+
+
+def finished_evals(results: Path) -> dict[str, str]:
+    return {p.name: (p / "predictions.jsonl").read_text() for p in results.glob("eval-*") if (p / "summary.json").exists()}
+
+
+def test_which_backends_get_a_child_process():
+    assert not needs_own_process("hf") and not needs_own_process("openai") and not needs_own_process("fake")
+    assert needs_own_process("vllm") and needs_own_process("some-new-engine")
+
+
+def test_each_target_in_its_own_child_equals_the_in_process_path(tmp_path, world):
+    results, log = world
+    in_process = tmp_path / "in-process"
+    shutil.copytree(results, in_process)
+
+    ticks: list[tuple[str, int, int]] = []
+    isolated = run_transfer(results, TARGETS, opener=OPENER, progress=lambda *a: ticks.append(a))  # auto: vllm
+    loads = opened(log)
+    assert sorted(m for _, m in loads) == TARGETS  # each target model loaded once ...
+    assert all(pid != os.getpid() for pid, _ in loads)  # ... never in this process ...
+    assert len({pid for pid, _ in loads}) == 2  # ... each in its own child
+    assert ticks == [("fake-a", 1, 2), ("fake-a", 2, 2), ("fake-b", 1, 2), ("fake-b", 2, 2)]
+
+    log.unlink()
+    reference = run_transfer(in_process, TARGETS, opener=OPENER, isolate=False)
+    assert sorted(m for _, m in opened(log)) == TARGETS and {pid for pid, _ in opened(log)} == {os.getpid()}
+    assert isolated.keys() == reference.keys() == {("cpu", "greater")}
+    assert isolated[("cpu", "greater")].equals(reference[("cpu", "greater")])
+    assert finished_evals(results) == finished_evals(in_process) and len(finished_evals(results)) == 4
+
+    log.unlink()  # everything finished: read back, no child started, no model opened
+    again = run_transfer(results, TARGETS, opener=OPENER, isolate=True)
+    assert opened(log) == [] and again[("cpu", "greater")].equals(isolated[("cpu", "greater")])
+
+
+def test_a_failing_child_names_the_model_and_its_last_error_line(world):
+    results, log = world
+    with pytest.raises(BenchError, match=r"evaluating on broken-c failed in its child process \(exit code 1\): "
+                                         r"RuntimeError: no weights for broken-c \(log .*\.log\); fix that and re-run") as e:
+        run_transfer(results, ["broken-c"], opener=OPENER)
+    assert "\n" not in str(e.value) and opened(log)[0][1] == "broken-c" and opened(log)[0][0] != os.getpid()
+    kept_log = Path(re.search(r"\(log (\S+)\)", str(e.value)).group(1))
+    assert "Traceback" in kept_log.read_text()  # the child's whole error output is kept
+
+    with pytest.raises(BenchError, match="cannot use an opener function"):
+        run_transfer(results, ["fake-a"], opener=lambda *a: None, isolate=True)
+
+
+def test_a_crashed_child_loses_only_the_evaluation_in_progress(world, monkeypatch):
+    results, _ = world
+    specs = transfer_plan(source_runs(results), ["fake-c"])["fake-c"]
+    k = next(i for i, s in enumerate(specs) if s.prompt != specs[0].prompt)  # the first of the other prompt
+    monkeypatch.setenv("GRIDWORLD_CRASH_ON", specs[k].prompt)
+    with pytest.raises(BenchError, match=r"evaluating on fake-c failed in its child process .*simulated crash"):
+        run_transfer(results, ["fake-c"], opener=OPENER)
+    kept = finished_evals(results)
+    assert sorted(kept) == sorted(s.run_id for s in specs[:k]) and k > 0  # the ones before the crash are kept
+
+    monkeypatch.delenv("GRIDWORLD_CRASH_ON")
+    run_transfer(results, ["fake-c"], opener=OPENER)
+    done = finished_evals(results)
+    assert len(done) == 4 and all(done[i] == kept[i] for i in kept)
+    assert json.loads((results / specs[k].run_id / "summary.json").read_text())["model"] == "fake-c"
+
+
+def test_cli_isolate_option(tmp_path, monkeypatch):
+    from harness.cli_grid import register
+
+    seen = []
+    monkeypatch.setattr(harness.transfer, "run_transfer", lambda *a, **kw: seen.append(kw["isolate"]) or {})
+    app = typer.Typer()
+    register(app)
+    for flag, want in (([], None), (["--isolate"], True), (["--no-isolate"], False)):
+        res = CliRunner().invoke(app, ["transfer", "--eval-models", "fake-a", "--results", str(tmp_path), *flag])
+        assert res.exit_code == 0, res.output
+        assert seen[-1] is want
