@@ -138,6 +138,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--naive", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--backend", default="hf", choices=("hf", "vllm"),
+                    help="decoding engine of the efficient path (gradients are always HF float32)")
+    ap.add_argument("--decode-dtype", default="float32", help="dtype of the efficient path's decoding engine")
     args = ap.parse_args()
 
     import torch
@@ -154,7 +157,14 @@ def main() -> None:
     task = get_task(args.task)
     splits = task.load()
     load_s = time.perf_counter() - t0
-    ctx = OptimizeContext.create(task_model=gm, gradient_model=gm, seed=0, position=args.position,
+    decoder, t0 = gm, time.perf_counter()
+    if args.backend == "vllm" or args.decode_dtype != "float32":
+        from harness.backends import open_generator
+
+        decoder = open_generator(args.model, backend=args.backend, dtype=args.decode_dtype, threads=args.threads,
+                                 batch_size=args.batch_size, cache=False)
+    engine_s = time.perf_counter() - t0
+    ctx = OptimizeContext.create(task_model=decoder, gradient_model=gm, seed=0, position=args.position,
                                  max_new_tokens=args.max_new_tokens)
     opt = make("cpu", n_train=args.n, max_new_tokens=args.max_new_tokens, steps=args.steps)
     run = opt.prepare(task, splits.train, ctx)
@@ -165,7 +175,9 @@ def main() -> None:
     print(f"\n## GReaTer step time: {args.model}, {args.task}, N={args.n}, {args.max_new_tokens} new tokens, "
           f"position {args.position}\n")
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{args.threads} threads; model load {load_s:.0f} s, initial reasoning {init_s:.1f} s.\n", flush=True)
+          f"{args.threads} threads; model load {load_s:.0f} s, decoding engine start {engine_s:.0f} s, initial reasoning {init_s:.1f} s; efficient path "
+          f"decodes with {args.backend} {args.decode_dtype} (batch {args.batch_size}), naive with HF float32 batch 1.\n",
+          flush=True)
     for i in range(args.steps):
         rng_state = ctx.rng.getstate()
         t0 = time.perf_counter()

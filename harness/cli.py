@@ -9,8 +9,10 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from harness.backends import resolve_backend
 from harness.types import READINGS, BenchError, PromptPosition, RunSpec
 
 app = typer.Typer(
@@ -31,7 +33,8 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except BenchError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            # escaped: fixes such as `pip install "greater-bench[lmeval]"` hold brackets rich would eat as markup
+            err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted: finished runs are kept; run the same command again to continue")
@@ -40,6 +43,14 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+Backend = Annotated[
+    str,
+    typer.Option(
+        envvar="BENCH_BACKEND",
+        help="Decoding engine: hf, vllm, openai (with --base-url) or auto (vllm when installed, else hf). "
+        "Gradients always use hf.",
+    ),
+]
 DataDir = Annotated[
     Optional[Path],
     typer.Option("--data-dir", envvar="BENCH_DATA_DIR", help="Folder with bbh/, gsm8k/, folio/ in their official formats; else the hub via `datasets`."),
@@ -82,18 +93,19 @@ def eval_cmd(
     split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
     limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N examples of the split.")] = None,
     position: Annotated[PromptPosition, typer.Option(help="Where the instruction goes.")] = PromptPosition.AFTER,
-    backend: Annotated[str, typer.Option(help="hf or openai.")] = "hf",
+    backend: Backend = "auto",
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server URL (backend openai).")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Reasoning length limit (the paper uses 1024).")] = 256,
-    dtype: Annotated[str, typer.Option(help="float32 or bfloat16 (hf backend).")] = "float32",
-    threads: Annotated[Optional[int], typer.Option(help="torch threads (hf backend).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Generation batch size (hf backend).")] = 8,
+    dtype: Annotated[str, typer.Option(help="float32 or bfloat16 (hf and vllm backends).")] = "float32",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (hf: torch threads; vllm: cores bound).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Generation batch size (hf; vllm: max concurrent sequences).")] = 8,
     reading: Annotated[Optional[str], typer.Option(help="Primary answer reading: greedy, options or fallback (default: options for closed answer sets, else greedy).")] = None,
     split_seed: Annotated[Optional[int], typer.Option(help="Reshuffle rows before splitting (default: the paper's file order).")] = None,
     seed: Annotated[int, typer.Option(help="Run seed (recorded; used by sampled decoding).")] = 0,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Use the shared response cache.")] = True,
     out_dir: Annotated[Path, typer.Option("--out", help="Where run folders go.")] = Path("results"),
     data_dir: DataDir = None,
+    engine: Annotated[str, typer.Option(help="harness, or lm-eval: also re-score each run with lm-eval in-process and compare (lmeval extra).")] = "harness",
 ) -> None:
     """Evaluate one instruction with zero-shot chain of thought on tasks; print a table; write run folders."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -104,6 +116,8 @@ def eval_cmd(
 
     if reading is not None and reading not in READINGS:
         raise BenchError(f"unknown reading {reading!r}: use one of {', '.join(READINGS)}")
+    backend = resolve_backend(backend)  # recorded as the engine actually used
+    check_engine(engine, backend)
     names = expand_tasks(tasks)
     for name in names:  # fail on a bad task name before loading any model
         from tasks import get_task
@@ -129,6 +143,7 @@ def eval_cmd(
             summaries.append((spec, run_eval(spec, generator, data_dir=data_dir, out=out_dir, progress=tick)))
             bar.remove_task(job)
     _print_summaries(summaries, out_dir)
+    cross_check(engine, [out_dir / spec.run_id for spec in specs], data_dir=data_dir, batch_size=batch_size)
 
 
 @app.command("methods")
@@ -154,6 +169,7 @@ def optimize_cmd(
     optimizer_model: Annotated[Optional[str], typer.Option(help="Optimizer LLM for text-based methods (default: the task model).")] = None,
     optimizer_backend: Annotated[str, typer.Option(help="hf, or openai for an OpenAI-compatible server (with --base-url).")] = "hf",
     base_url: Annotated[Optional[str], typer.Option(help="URL of the optimizer LLM's OpenAI-compatible server.")] = None,
+    backend: Backend = "auto",
     budget_tokens: Annotated[Optional[int], typer.Option("--budget", help="Common budget: task-model tokens (in + out).")] = None,
     reading: Annotated[Optional[str], typer.Option(help="Primary answer reading (default: options for closed sets, else greedy).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Evaluate the final prompt on the first N test rows only.")] = None,
@@ -175,7 +191,7 @@ def optimize_cmd(
     settings = GridSettings(
         preset=preset, position=position, max_new_tokens=max_new_tokens, limit=limit, reading=reading, dtype=dtype,
         budget_tokens=budget_tokens, optimizer_model=optimizer_model, optimizer_backend=optimizer_backend,
-        base_url=base_url,
+        base_url=base_url, backend=backend,
     )
     spec = Cell(method=method, task=task, model=model, seed=seed).spec(settings)
     cell_optimizer(spec)  # a bad method, preset or setting fails before any model loads
@@ -224,6 +240,11 @@ def _print_summaries(summaries: list[tuple[RunSpec, dict[str, Any]]], out_dir: P
 from harness.cli_grid import register as _register_grid  # noqa: E402  (bench run, leaderboard, transfer)
 
 _register_grid(app)
+
+from harness.cli_export import check_engine, cross_check  # noqa: E402  (bench eval --engine lm-eval)
+from harness.cli_export import register as _register_export  # noqa: E402  (bench export lm-eval)
+
+_register_export(app)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ FORMATS = ("md", "csv", "html")
 
 
 def register(app: typer.Typer) -> None:
-    from harness.cli import DataDir, err, friendly, out
+    from harness.cli import Backend, DataDir, err, friendly, out
 
     @app.command("run")
     @friendly
@@ -35,11 +35,13 @@ def register(app: typer.Typer) -> None:
         optimizer_model: Annotated[str | None, typer.Option(help="Optimizer LLM of text-based methods (default: each cell's task model).")] = None,
         optimizer_backend: Annotated[str, typer.Option(help="hf, or openai for an OpenAI-compatible server (with --base-url).")] = "hf",
         base_url: Annotated[str | None, typer.Option(help="URL of the optimizer LLM's OpenAI-compatible server.")] = None,
+        backend: Backend = "auto",
         dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
-        threads: Annotated[int | None, typer.Option(help="torch threads.")] = None,
-        batch_size: Annotated[int, typer.Option(help="Generation batch size.")] = 8,
+        threads: Annotated[int | None, typer.Option(help="CPU threads (hf: torch threads; vllm: cores bound).")] = None,
+        batch_size: Annotated[int, typer.Option(help="Generation batch size (vllm: max concurrent sequences).")] = 8,
         cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Use the shared response cache.")] = True,
         keep_going: Annotated[bool, typer.Option("--keep-going", help="Record a failing cell's error and go on with the next.")] = False,
+        isolate: Annotated[Optional[bool], typer.Option("--isolate/--no-isolate", help="Run each model's cells in its own child process, or in this one (default: auto, a child for backends such as vllm that own their process).")] = None,
         out_dir: Annotated[Path, typer.Option("--out", help="Where run folders go.")] = Path("results"),
         data_dir: DataDir = None,
     ) -> None:
@@ -62,7 +64,7 @@ def register(app: typer.Typer) -> None:
         settings = GridSettings(
             preset=preset, position=position, max_new_tokens=max_new_tokens, limit=limit, reading=reading, dtype=dtype,
             budget_tokens=budget_tokens, optimizer_model=optimizer_model, optimizer_backend=optimizer_backend,
-            base_url=base_url,
+            base_url=base_url, backend=backend,
         )
         pool = ModelPool(cache=cache, threads=threads, batch_size=batch_size)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
@@ -84,6 +86,7 @@ def register(app: typer.Typer) -> None:
             records = run_grid(
                 _methods(methods), tasks, parse_list(models, "model"), parse_seeds(seeds), preset, settings=settings,
                 data_dir=data_dir, out=out_dir, pool=pool, on_status=on_status, progress=progress, keep_going=keep_going,
+                isolate=isolate,
             )
         _print_records(out, records)
         out.print(f"run folders in {out_dir}; the table: bench leaderboard --results {out_dir}")
@@ -132,10 +135,11 @@ def register(app: typer.Typer) -> None:
         source_models: Annotated[str | None, typer.Option(help="Only prompts optimized on these models.")] = None,
         output: Annotated[Path | None, typer.Option(help="Where the matrices go (default: RESULTS/transfer).")] = None,
         cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Use the shared response cache.")] = True,
+        isolate: Annotated[Optional[bool], typer.Option("--isolate/--no-isolate", help="Evaluate each model in its own child process, or in this one (default: auto, a child for backends such as vllm that own their process).")] = None,
         data_dir: DataDir = None,
     ) -> None:
         """Score every stored optimized prompt on every listed model; write the source x target matrix of each
-        method (CSV and heatmap PNG)."""
+        method (CSV and heatmap PNG). Each model is loaded once; re-running skips finished evaluations."""
         from rich.table import Table
 
         from harness.grid import parse_list
@@ -150,7 +154,7 @@ def register(app: typer.Typer) -> None:
             results, parse_list(eval_models, "model"),
             methods=parse_list(methods, "method") if methods else None, tasks=parse_list(tasks, "task") if tasks else None,
             source_models=parse_list(source_models, "model") if source_models else None, data_dir=data_dir,
-            cache=cache, progress=progress, report_dir=report_dir,
+            cache=cache, progress=progress, report_dir=report_dir, isolate=isolate,
         )
         for (preset, method), m in matrices.items():
             table = Table("optimized on \\ evaluated on", *map(str, m.columns), title=f"{method} (preset {preset}): test accuracy %, mean over tasks")

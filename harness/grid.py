@@ -3,7 +3,9 @@
 A cell is executed by one function, `run_cell(spec) -> record`, so cells can later be sent to a cluster:
 the spec (a frozen `RunSpec`, its hash the run id) is everything a worker needs. In one process, models are
 opened through a small `ModelPool`, so each model loads once however many cells use it; cells are ordered
-model by model and a model is released when its last cell is done.
+model by model and a model is released when its last cell is done. A backend whose models cannot be freed
+(vLLM: an engine lives as long as its process) runs each model's cells in a child process of its own instead
+(`harness.child`), which reports every cell's start and end, so progress and ETA look the same.
 
 Resuming is the run folder's job: a finished cell (summary.json present) is read back, an unfinished one
 continues from its last completed step (steps.jsonl, see `harness.run.run_optimize`). Ctrl-C or a crash
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.child import Send, import_function, needs_own_process, opener_for_child, run_in_child
 from harness.records import RunFolder
 from harness.run import DEFAULT_RESULTS, run_optimize
 from harness.types import BenchError, Generator, PromptPosition, RunSpec
@@ -55,6 +58,9 @@ class GridSettings:
         defaults = PRESET_DEFAULTS.get(self.preset, {})
         object.__setattr__(self, "position", PromptPosition(self.position or defaults.get("position", "after")))
         object.__setattr__(self, "max_new_tokens", self.max_new_tokens or defaults.get("max_new_tokens", 256))
+        from harness.backends import resolve_backend
+
+        object.__setattr__(self, "backend", resolve_backend(self.backend))  # the spec records the real one
         if self.optimizer_backend == "openai" and not (self.base_url and self.optimizer_model):
             raise BenchError("--optimizer-backend openai needs --optimizer-model NAME and --base-url URL")
         if self.max_new_tokens < 1:
@@ -117,13 +123,15 @@ class ModelPool:
     """Opens each (model, backend, dtype) once per process and hands out the same generator afterwards.
 
     `opener` defaults to `open_generator` (HF weights, wrapped in the response cache); tests pass scripted
-    generators. `release(model)` drops a model and frees its weights.
+    generators, as a function or as "module:function" (which a child process can import too).
+    `release(model)` drops a model and frees its weights.
     """
 
     def __init__(
-        self, *, opener: Opener | None = None, cache: bool = True, threads: int | None = None, batch_size: int = 8
+        self, *, opener: Opener | str | None = None, cache: bool = True, threads: int | None = None, batch_size: int = 8
     ) -> None:
-        self._opener = opener
+        self.opener = opener  # as given
+        self._opener = import_function(opener) if isinstance(opener, str) else opener
         self.cache, self.threads, self.batch_size = cache, threads, batch_size
         self._open: dict[tuple[str, str, str], Generator] = {}
         self._gradient: dict[tuple[str, str], Any] = {}
@@ -168,6 +176,11 @@ class ModelPool:
     def close(self) -> None:
         for model in {k[0] for k in self._open}:
             self.release(model)
+
+    def child_settings(self) -> dict[str, Any]:
+        """The arguments of an equal pool in a child process (JSON)."""
+        return {"opener": opener_for_child(self.opener), "cache": self.cache, "threads": self.threads,
+                "batch_size": self.batch_size}
 
 
 def _free_weights(gen: Any) -> None:
@@ -305,6 +318,7 @@ def run_grid(
     on_status: Callable[[GridStatus], None] | None = None,
     progress: Callable[[Cell, str], None] | None = None,
     keep_going: bool = False,
+    isolate: bool | None = None,
     runner: CellRunner = run_cell,
 ) -> list[dict[str, Any]]:
     """Run every (method, task, model, seed) cell in `make_cells` order; return their records in that order.
@@ -312,6 +326,12 @@ def run_grid(
     Finished cells are skipped (read back), unfinished ones resume. `on_status` gets a `GridStatus` on every
     event, `progress(cell, message)` the method's own messages. A failing cell stops the grid unless
     `keep_going` (its record is then `{"run_id", "error"}`); Ctrl-C stops it at once.
+
+    `isolate`: run each model's cells in a child process of its own (True), in this process (False), or decide
+    by backend (None: a child for backends outside `harness.child.IN_PROCESS_BACKENDS`, such as vllm). A child
+    opens models as `pool` would (its opener must then be a "module:function" string) and runs `run_cell`, not
+    `runner`. A failed child stops the grid with one line naming the model and its log; with `keep_going` the
+    model's unfinished cells are recorded as failed with that line and the grid goes on with the next model.
     """
     from harness.methods import load_methods
     from harness.optimize import OPTIMIZERS
@@ -332,54 +352,148 @@ def run_grid(
     specs = [c.spec(settings) for c in cells]
     own = pool is None
     pool = pool or ModelPool()
-    notify = on_status or (lambda _s: None)
-    t_grid = time.perf_counter()
-    durations: dict[str, list[float]] = {}
-    records: list[dict[str, Any]] = []
-    done = failed = 0
-
-    def status(event: str, i: int, running: int, record: Any = None, error: str | None = None,
-               t_cell: float | None = None) -> None:
-        cur = (cells[i].method, time.perf_counter() - t_cell) if running and t_cell is not None else None
-        left = len(cells) - i - 1 if event != "end" else 0
-        notify(GridStatus(
-            event=event, cell=cells[i] if event != "end" else None, index=i, total=len(cells), done=done, failed=failed,
-            running=running, left=left, elapsed=time.perf_counter() - t_grid,
-            eta_seconds=estimate_eta(durations, (c.method for c in cells[i + 1 :]), cur) if event != "end" else 0.0,
-            record=record, error=error,
-        ))
-
+    isolate = needs_own_process(settings.backend) if isolate is None else isolate
+    if isolate:
+        pool.child_settings()  # an opener function cannot reach a child: say so before anything runs
+    board = _Board(cells, specs, on_status or (lambda _s: None), progress)
+    how = {"keep_going": keep_going, "data_dir": data_dir, "out": out}
     try:
-        for i, (cell, spec) in enumerate(zip(cells, specs)):
-            folder = RunFolder(Path(out), spec)
-            if folder.finished:
-                records.append(folder.summary())
-                done += 1
-                status("skip", i, 0, records[-1])
-            else:
-                t_cell = time.perf_counter()
-                status("start", i, 1, t_cell=t_cell)
-                say = (lambda msg, c=cell: progress(c, msg)) if progress else None
-                try:
-                    record = runner(spec, pool=pool, data_dir=data_dir, out=out, progress=say)
-                except Exception as e:  # not KeyboardInterrupt: Ctrl-C always stops the grid
-                    if not keep_going:
-                        raise
-                    failed += 1
-                    records.append({"run_id": spec.run_id, "error": f"{type(e).__name__}: {e}"})
-                    status("fail", i, 0, error=records[-1]["error"])
+        for model in dict.fromkeys(c.model for c in cells):
+            todo = []
+            for i in (i for i, c in enumerate(cells) if c.model == model):
+                folder = RunFolder(Path(out), specs[i])
+                if folder.finished:
+                    board.skip(i, folder.summary())
                 else:
-                    durations.setdefault(cell.method, []).append(time.perf_counter() - t_cell)
-                    done += 1
-                    records.append(record)
-                    status("finish", i, 0, record)
-            if i + 1 == len(cells) or cells[i + 1].model != cell.model:
-                pool.release(cell.model)  # its last cell: free the weights before the next model loads
-        status("end", len(cells) - 1, 0)
+                    todo.append(i)
+            if todo and isolate:
+                _run_cells_in_child(model, [specs[i] for i in todo], pool, board.listener(todo), **how)
+            elif todo:
+                run_cells([specs[i] for i in todo], pool, board.listener(todo), runner=runner, **how)
+                pool.release(model)  # its last cell: free the weights before the next model loads
+        board.end()
     finally:
         if own:
             pool.close()
-    return records
+    return board.records
+
+
+def run_cells(
+    specs: Sequence[RunSpec], pool: ModelPool, send: Send, *, keep_going: bool = False, runner: CellRunner = run_cell,
+    data_dir: str | Path | None = None, out: str | Path = DEFAULT_RESULTS,
+) -> None:
+    """Run `specs` one after another, telling `send` about the k-th: ["start", k], ["say", k, message] (the
+    method's progress), then ["finish", k, record] or, with `keep_going`, ["fail", k, error] (without it the
+    error is raised). The same messages go to the grid in this process or through a child's pipe."""
+    for k, spec in enumerate(specs):
+        send(["start", k])
+        try:
+            record = runner(spec, pool=pool, data_dir=data_dir, out=out, progress=lambda msg, k=k: send(["say", k, msg]))
+        except Exception as e:  # not KeyboardInterrupt: Ctrl-C always stops the grid
+            if not keep_going:
+                raise
+            send(["fail", k, f"{type(e).__name__}: {e}"])
+        else:
+            send(["finish", k, record])
+
+
+def _run_cells_in_child(
+    model: str, specs: Sequence[RunSpec], pool: ModelPool, send: Send, *, keep_going: bool,
+    data_dir: str | Path | None, out: str | Path,
+) -> None:
+    """`run_cells` for the cells of `model` in a child process, so this process never loads it and everything
+    it held is freed when the child exits. Each cell resumes from its step log, so a crashed child loses at
+    most the step in progress; with `keep_going` the cells it did not end are sent as failed."""
+    job = {"specs": [s.to_dict() for s in specs], "pool": pool.child_settings(), "keep_going": keep_going,
+           "data_dir": str(Path(data_dir).resolve()) if data_dir is not None else None, "out": str(Path(out).resolve())}
+    ended: set[int] = set()
+
+    def forward(message: list[Any]) -> None:
+        if message[0] in ("finish", "fail"):
+            ended.add(message[1])
+        send(message)
+
+    try:
+        run_in_child("harness.grid:run_cells_job", job, on_message=forward, what=f"running the cells of {model}",
+                     log_name=f"run-{Path(model).name}", kept="finished cells and steps are kept")
+    except BenchError as e:
+        if not keep_going:
+            raise
+        for k in range(len(specs)):
+            if k not in ended:
+                send(["fail", k, str(e)])
+
+
+def run_cells_job(job: dict[str, Any], send: Send) -> None:
+    """The child's side of `_run_cells_in_child` (`python -m harness.child harness.grid:run_cells_job`)."""
+    pool = ModelPool(**job["pool"])
+    try:
+        run_cells([RunSpec(**s) for s in job["specs"]], pool, send, keep_going=job["keep_going"],
+                  data_dir=job["data_dir"], out=job["out"])
+    finally:
+        pool.close()
+
+
+class _Board:
+    """The grid's bookkeeping: every cell's record, the counts, wall times per method, and a `GridStatus` to
+    `notify` on every event. `listener(indices)` turns `run_cells` messages into those events."""
+
+    def __init__(self, cells: Sequence[Cell], specs: Sequence[RunSpec], notify: Callable[[GridStatus], None],
+                 progress: Callable[[Cell, str], None] | None) -> None:
+        self.cells, self.specs, self.notify, self.progress = cells, specs, notify, progress
+        self.records: list[dict[str, Any]] = [{} for _ in cells]
+        self.waiting = list(range(len(cells)))  # neither started nor skipped yet (what the ETA adds up)
+        self.running: tuple[int, float] | None = None  # (cell index, start time)
+        self.durations: dict[str, list[float]] = {}
+        self.done = self.failed = 0
+        self.t0 = time.perf_counter()
+
+    def skip(self, i: int, record: dict[str, Any]) -> None:
+        self.waiting.remove(i)
+        self.done += 1
+        self.records[i] = record
+        self._notify("skip", i, record=record)
+
+    def listener(self, indices: Sequence[int]) -> Send:
+        """A `run_cells` message handler for specs that are the cells `indices` of the grid."""
+
+        def on_message(message: list[Any]) -> None:
+            event, k, *rest = message
+            i = indices[k]
+            if event == "say":
+                if self.progress:
+                    self.progress(self.cells[i], rest[0])
+            elif event == "start":
+                self.waiting.remove(i)
+                self.running = (i, time.perf_counter())
+                self._notify("start", i)
+            elif event == "finish":
+                seconds = time.perf_counter() - self.running[1] if self.running else 0.0
+                self.durations.setdefault(self.cells[i].method, []).append(seconds)
+                self.done += 1
+                self.records[i], self.running = rest[0], None
+                self._notify("finish", i, record=rest[0])
+            else:  # "fail"
+                if i in self.waiting:  # never started: its model's child failed before
+                    self.waiting.remove(i)
+                self.failed += 1
+                self.records[i], self.running = {"run_id": self.specs[i].run_id, "error": rest[0]}, None
+                self._notify("fail", i, error=rest[0])
+
+        return on_message
+
+    def end(self) -> None:
+        self._notify("end", None)
+
+    def _notify(self, event: str, i: int | None, record: Any = None, error: str | None = None) -> None:
+        now = time.perf_counter()
+        cur = (self.cells[self.running[0]].method, now - self.running[1]) if self.running else None
+        eta = 0.0 if i is None else estimate_eta(self.durations, (self.cells[j].method for j in self.waiting), cur)
+        self.notify(GridStatus(
+            event=event, cell=None if i is None else self.cells[i], index=len(self.cells) - 1 if i is None else i,
+            total=len(self.cells), done=self.done, failed=self.failed, running=int(self.running is not None),
+            left=len(self.waiting), elapsed=now - self.t0, eta_seconds=eta, record=record, error=error,
+        ))
 
 
 def parse_seeds(text: str) -> list[int]:

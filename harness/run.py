@@ -119,6 +119,8 @@ def run_optimize(
         "task": spec.task, "model": spec.model, "method": spec.method, "preset": preset, "seed": spec.seed,
         "prompt": best, "dev_accuracy": dev, "test_accuracy": test.accuracy, "primary": test.primary,
         "test": test.summary(), "zero_shot_cot_test_accuracy": ref.accuracy,
+        "generator": task_model.identity,  # the decoding engine, e.g. vllm:...; gradients (if any) are HF's
+        "gradient_model": getattr(gradient_model, "identity", None),
         "cost": ctx.cost.to_dict(), "candidates": [c.text for c in result.candidates],
         "meta": dict(result.meta),
     }

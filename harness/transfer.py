@@ -5,18 +5,12 @@ source run, so results are cached run folders: a repeated or interrupted transfe
 missing. Targets are handled one at a time: the model is opened once, every prompt is scored on it, then it
 is freed before the next model loads. HF and OpenAI-compatible models are opened in this process; a backend
 that owns its process (vLLM: one engine per process, never unloaded) runs each target in a child process
-(`python -m harness.transfer`, see `evaluate_in_child`), one after another; the parent only reads the run
-folders. The diagonal (a prompt on its own model) is the optimize cell's own test result and is not recomputed.
+(`evaluate_in_child`, through `harness.child`), one after another; the parent only reads the run folders.
+The diagonal (a prompt on its own model) is the optimize cell's own test result and is not recomputed.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
-import os
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.child import Send, needs_own_process, opener_for_child, run_in_child
 from harness.records import RunFolder
 from harness.report import load_records, read_json_record, transfer_matrices, transfer_table
 from harness.run import DEFAULT_RESULTS, run_eval
@@ -31,25 +26,6 @@ from harness.types import BenchError, RunSpec
 
 ProgressFn = Callable[[str, int, int], None]  # (target model, prompts done, prompts on this target)
 Opener = Callable[[str, str, str], Any]  # (model, backend, dtype) -> Generator, as harness.grid.ModelPool takes
-
-# Backends whose models are opened, used and freed inside one process; any other (vllm, ...) gets a child
-# process per target model unless told otherwise (`isolate`).
-IN_PROCESS_BACKENDS = ("hf", "openai", "fake")
-
-
-def needs_own_process(backend: str) -> bool:
-    return backend not in IN_PROCESS_BACKENDS
-
-
-def resolve_opener(opener: Opener | str | None) -> Opener | None:
-    """An opener given as "module:function" (a form a child process can import too) becomes that function."""
-    if opener is None or callable(opener):
-        return opener
-    module, _, name = opener.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        raise BenchError(f"opener {opener!r} is not importable: give it as 'module:function'") from None
 
 
 @dataclass(frozen=True)
@@ -105,7 +81,7 @@ def evaluate_on_model(
 
     todo = [s for s in specs if not RunFolder(Path(out), s).finished]
     tick = progress or (lambda *_: None)
-    pool = ModelPool(opener=resolve_opener(opener), cache=cache)
+    pool = ModelPool(opener=opener, cache=cache)
     try:
         gen = None
         summaries = []
@@ -140,8 +116,8 @@ def run_transfer(
     write as CSV and heatmap PNG) the source x target matrix of each (preset, method).
 
     `isolate`: evaluate each target model in its own child process (True), in this process (False), or
-    decide by backend (None: a child for backends outside `IN_PROCESS_BACKENDS`). `opener` replaces the
-    backends (tests); a child process needs it as "module:function".
+    decide by backend (None: a child for backends outside `harness.child.IN_PROCESS_BACKENDS`). `opener`
+    replaces the backends (tests); a child process needs it as "module:function".
     """
     if not eval_models:
         raise BenchError("no evaluation model given: use e.g. --eval-models smollm2-135m,gemma3-270m")
@@ -175,52 +151,19 @@ def evaluate_in_child(
     """`evaluate_on_model` in a child process, so this process never loads `target` and everything the model
     held is freed when the child exits. Each evaluation is a run folder written atomically, so a failed child
     loses at most the one in progress. The child's output goes to a log file, kept when it fails."""
-    if opener is not None and not isinstance(opener, str):
-        raise BenchError("a child process cannot use an opener function: pass it as 'module:function', or isolate=False")
-    job = {"target": target, "specs": [s.to_dict() for s in specs], "opener": opener, "cache": cache,
+    job = {"target": target, "specs": [s.to_dict() for s in specs], "opener": opener_for_child(opener), "cache": cache,
            "data_dir": str(Path(data_dir).resolve()) if data_dir is not None else None, "out": str(Path(out).resolve())}
     tick = progress or (lambda *_: None)
-    fd, log_name = tempfile.mkstemp(prefix=f"bench-transfer-{Path(target).name}-", suffix=".log")
-    with os.fdopen(fd, "w") as log:
-        child = subprocess.Popen([sys.executable, "-m", "harness.transfer"], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=log, text=True)
-        try:
-            try:
-                child.stdin.write(json.dumps(job))
-                child.stdin.close()
-            except BrokenPipeError:  # it died before reading its job: its log says why
-                pass
-            for line in child.stdout:  # one [done, total] per finished prompt
-                tick(target, *json.loads(line))
-            code = child.wait()
-        finally:
-            if child.poll() is None:  # interrupted: do not leave the model loaded in an orphan
-                child.kill()
-                child.wait()
-    if code == 0:
-        os.unlink(log_name)
-        return
-    lines = [ln.strip() for ln in Path(log_name).read_text(errors="replace").splitlines() if ln.strip()]
-    status = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-    raise BenchError(f"evaluating on {target} failed in its child process ({status}): {lines[-1] if lines else 'no output'} "
-                     f"(log {log_name}); fix that and re-run, finished evaluations are kept")
+    run_in_child("harness.transfer:evaluate_job", job, on_message=lambda done_total: tick(target, *done_total),
+                 what=f"evaluating on {target}", log_name=f"transfer-{Path(target).name}", kept="finished evaluations are kept")
 
 
-def _child_main() -> int:
-    """`python -m harness.transfer`, started by `evaluate_in_child`: reads the job as JSON on stdin, writes
-    one [done, total] line per prompt on stdout; everything else it prints goes to stderr."""
-    job = json.loads(sys.stdin.read())
-    channel = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # libraries that log to stdout (vLLM does) must not mix with the progress lines
-    try:
-        evaluate_on_model(
-            job["target"], [RunSpec(**s) for s in job["specs"]], opener=job["opener"], cache=job["cache"],
-            data_dir=job["data_dir"], out=job["out"], progress=lambda _t, done, total: print(json.dumps([done, total]), file=channel),
-        )
-    except BenchError as e:  # the parent shows this line
-        print(e, file=sys.stderr)
-        return 2
-    return 0
+def evaluate_job(job: dict[str, Any], send: Send) -> None:
+    """The child's side of `evaluate_in_child`: sends one [done, total] per prompt."""
+    evaluate_on_model(
+        job["target"], [RunSpec(**s) for s in job["specs"]], opener=job["opener"], cache=job["cache"],
+        data_dir=job["data_dir"], out=job["out"], progress=lambda _t, done, total: send([done, total]),
+    )
 
 
 def _order(m: pd.DataFrame, involved: set[str]) -> pd.DataFrame:
@@ -241,7 +184,3 @@ def write_transfer(matrices: dict[tuple[str, str], pd.DataFrame], long: pd.DataF
         paths += [stem.with_suffix(".csv"), png]
     atomic_write_text(root / "transfer-per-task.csv", long.to_csv(index=False))
     return paths + [root / "transfer-per-task.csv"]
-
-
-if __name__ == "__main__":
-    raise SystemExit(_child_main())

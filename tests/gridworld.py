@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import tempfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,15 +83,37 @@ class TaskModel(ScriptedGenerator):
 def open_task_model(model: str, backend: str, dtype: str) -> TaskModel:
     """An opener a child process can import ("gridworld:open_task_model", with tests/ on PYTHONPATH).
     Every call appends "<pid> <model>" to $GRIDWORLD_OPEN_LOG when set; a model named "broken-..." fails to
-    load; $GRIDWORLD_CRASH_ON arms `TaskModel.crash_on`."""
+    load, one named "dies-..." kills its process (as the kernel does when memory runs out);
+    $GRIDWORLD_CRASH_ON arms `TaskModel.crash_on`."""
     if os.environ.get("GRIDWORLD_OPEN_LOG"):
         with open(os.environ["GRIDWORLD_OPEN_LOG"], "a", encoding="utf-8") as f:
             f.write(f"{os.getpid()} {model}\n")
     if model.startswith("broken-"):
         raise RuntimeError(f"no weights for {model}")
+    if model.startswith("dies-"):
+        os.kill(os.getpid(), signal.SIGKILL)
     gen = TaskModel(model)
     gen.crash_on = os.environ.get("GRIDWORLD_CRASH_ON") or None
     return gen
+
+
+def child_setup(monkeypatch: Any, folder: Path) -> Path:
+    """For tests with real child processes: tests/ importable in children, failed children's logs kept in
+    `folder`, every model opened logged to the file returned (read it with `opened`)."""
+    tests = str(Path(__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p))
+    log = folder / "opened.log"
+    monkeypatch.setenv("GRIDWORLD_OPEN_LOG", str(log))
+    monkeypatch.delenv("GRIDWORLD_CRASH_ON", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return log
+
+
+def opened(log: Path) -> list[tuple[int, str]]:
+    """(pid, model) of every model `open_task_model` opened, in order."""
+    if not log.exists():
+        return []
+    return [(int(pid), model) for pid, model in (line.split() for line in log.read_text().splitlines())]
 
 
 def write_task_file(folder: Path) -> str:

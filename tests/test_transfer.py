@@ -1,5 +1,5 @@
 """`bench transfer` with each target model in its own child process (as the vLLM backend needs): real child
-processes running `python -m harness.transfer` with the scripted task models of gridworld, opened through
+processes (`python -m harness.child`) with the scripted task models of gridworld, opened through
 an importable opener. Each child start costs an interpreter start-up (a second or two)."""
 
 from __future__ import annotations
@@ -8,12 +8,11 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 import typer
-from gridworld import write_run, write_task_file
+from gridworld import child_setup, opened, write_run, write_task_file
 from typer.testing import CliRunner
 
 import harness.transfer
@@ -29,12 +28,7 @@ TARGETS = ["fake-a", "fake-b"]
 def world(tmp_path, monkeypatch):
     """Four optimize cells on a backend that owns its process; tests/ importable in children; a log of
     every model opened (pid, model)."""
-    tests = str(Path(__file__).parent)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p))
-    log = tmp_path / "opened.log"
-    monkeypatch.setenv("GRIDWORLD_OPEN_LOG", str(log))
-    monkeypatch.delenv("GRIDWORLD_CRASH_ON", raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where a failed child's log is kept
+    log = child_setup(monkeypatch, tmp_path)
     task = write_task_file(tmp_path)
     results = tmp_path / "results"
     for s in (0, 1):
@@ -42,12 +36,6 @@ def world(tmp_path, monkeypatch):
         write_run(results, method="greater", task=task, model="fake-b", seed=s, correct=[1, 0, 0, 0], prompt=WEAK,
                   backend="vllm")
     return results, log
-
-
-def opened(log: Path) -> list[tuple[int, str]]:
-    if not log.exists():
-        return []
-    return [(int(pid), model) for pid, model in (line.split() for line in log.read_text().splitlines())]
 
 
 def finished_evals(results: Path) -> dict[str, str]:

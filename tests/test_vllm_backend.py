@@ -179,3 +179,26 @@ def test_cpu_defaults_respect_user_settings():
     assert "VLLM_CPU_KVCACHE_SPACE" not in env  # the user's value stays
     assert env["VLLM_CPU_OMP_THREADS_BIND"] == str(sorted(os.sched_getaffinity(0))[0])
     assert env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+
+
+@needs_vllm
+def test_greater_decodes_with_vllm_and_takes_gradients_with_hf(tmp_path, data_dir, vgen, monkeypatch):
+    """A smoke GReaTer cell on backend vllm: every generation goes through the vLLM engine; HF only for gradients."""
+    from harness.backends.hf import HFGenerator
+    from harness.backends.vllm import VLLMGenerator
+    from harness.grid import Cell, GridSettings, ModelPool, run_cell
+
+    calls = {"vllm": 0, "hf": 0}
+    for cls, name in ((VLLMGenerator, "vllm"), (HFGenerator, "hf")):
+        def counting(self, prompts, params, _orig=cls.generate, _name=name):
+            calls[_name] += len(prompts)
+            return _orig(self, prompts, params)
+
+        monkeypatch.setattr(cls, "generate", counting)
+    settings = GridSettings(preset="smoke", backend="vllm", limit=2)
+    spec = Cell(method="greater", task="bbh:navigate", model=MODEL, seed=0).spec(settings)
+    record = run_cell(spec, pool=ModelPool(cache=False), data_dir=data_dir, out=tmp_path)
+    assert spec.backend == "vllm" and record["generator"].startswith("vllm:")
+    assert calls["vllm"] > 0 and calls["hf"] == 0
+    assert record["cost"]["backward_passes"] > 0  # the gradients came from the HF model
+    assert 0.0 <= record["test_accuracy"] <= 1.0
