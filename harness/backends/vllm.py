@@ -53,7 +53,7 @@ def cpu_defaults(threads: int | None = None, environ: dict[str, str] | None = No
         "VLLM_CPU_KVCACHE_SPACE": "2",
         "VLLM_CACHE_ROOT": str(cache_dir() / "vllm"),
         "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-        "VLLM_LOGGING_LEVEL": "WARNING",
+        "VLLM_LOGGING_LEVEL": "ERROR",
     }
     return {k: v for k, v in wanted.items() if k not in env}
 
