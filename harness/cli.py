@@ -51,6 +51,13 @@ Backend = Annotated[
         "Gradients always use hf.",
     ),
 ]
+Device = Annotated[
+    Optional[str],
+    typer.Option(
+        help="Torch device of the hf backend (gradients; decoding with --backend hf): cpu, cuda, cuda:N or mps "
+        "(default: cuda if available, else mps, else cpu). Recorded in spec.json, not in the run id.",
+    ),
+]
 DataDir = Annotated[
     Optional[Path],
     typer.Option("--data-dir", envvar="BENCH_DATA_DIR", help="Folder with bbh/, gsm8k/, folio/ in their official formats; else the hub via `datasets`."),
@@ -97,6 +104,7 @@ def eval_cmd(
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server URL (backend openai).")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Reasoning length limit (the paper uses 1024).")] = 256,
     dtype: Annotated[str, typer.Option(help="float32 or bfloat16 (hf and vllm backends).")] = "float32",
+    device: Device = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (hf: torch threads; vllm: cores bound).")] = None,
     batch_size: Annotated[int, typer.Option(help="Generation batch size (hf; vllm: max concurrent sequences).")] = 8,
     reading: Annotated[Optional[str], typer.Option(help="Primary answer reading: greedy, options or fallback (default: options for closed answer sets, else greedy).")] = None,
@@ -131,7 +139,8 @@ def eval_cmd(
         )
         for name in names
     ]
-    generator = open_generator(model, backend=backend, dtype=dtype, threads=threads, batch_size=batch_size, base_url=base_url, cache=cache)
+    generator = open_generator(model, backend=backend, dtype=dtype, threads=threads, batch_size=batch_size, base_url=base_url, cache=cache,
+                               device=device)
     summaries = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
         for spec in specs:
@@ -174,6 +183,7 @@ def optimize_cmd(
     reading: Annotated[Optional[str], typer.Option(help="Primary answer reading (default: options for closed sets, else greedy).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Evaluate the final prompt on the first N test rows only.")] = None,
     dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
+    device: Device = None,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Use the shared response cache.")] = True,
     out_dir: Annotated[Path, typer.Option("--out", help="Where run folders go.")] = Path("results"),
     data_dir: DataDir = None,
@@ -199,7 +209,7 @@ def optimize_cmd(
     def progress(msg: str) -> None:
         err.print(msg if msg.startswith(method) else f"{method} {msg}", highlight=False)
 
-    summary = run_cell(spec, pool=ModelPool(cache=cache), data_dir=data_dir, out=out_dir, progress=progress)
+    summary = run_cell(spec, pool=ModelPool(cache=cache, device=device), data_dir=data_dir, out=out_dir, progress=progress)
     table = Table("", "prompt", "dev", "test", title=f"{method} on {task} ({model}, preset {preset}, seed {seed})")
     table.add_row("optimized", summary["prompt"], f"{100 * summary['dev_accuracy']:.1f}", f"{100 * summary['test_accuracy']:.1f}")
     table.add_row("zero-shot CoT", "Let's think step by step.", "", f"{100 * summary['zero_shot_cot_test_accuracy']:.1f}")

@@ -17,7 +17,7 @@ FORMATS = ("md", "csv", "html")
 
 
 def register(app: typer.Typer) -> None:
-    from harness.cli import Backend, DataDir, err, friendly, out
+    from harness.cli import Backend, DataDir, Device, err, friendly, out
 
     @app.command("run")
     @friendly
@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
         base_url: Annotated[str | None, typer.Option(help="URL of the optimizer LLM's OpenAI-compatible server.")] = None,
         backend: Backend = "auto",
         dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
+        device: Device = None,
         threads: Annotated[int | None, typer.Option(help="CPU threads (hf: torch threads; vllm: cores bound).")] = None,
         batch_size: Annotated[int, typer.Option(help="Generation batch size (vllm: max concurrent sequences).")] = 8,
         cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Use the shared response cache.")] = True,
@@ -66,7 +67,7 @@ def register(app: typer.Typer) -> None:
             budget_tokens=budget_tokens, optimizer_model=optimizer_model, optimizer_backend=optimizer_backend,
             base_url=base_url, backend=backend,
         )
-        pool = ModelPool(cache=cache, threads=threads, batch_size=batch_size)
+        pool = ModelPool(cache=cache, threads=threads, batch_size=batch_size, device=device)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
         with Progress(*columns, console=err, transient=False) as bar:
             job = bar.add_task("cells", total=None, info="")

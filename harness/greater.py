@@ -227,7 +227,7 @@ class Greater:
             raise BenchError("greater: the task model and the gradient model render prompts differently; "
                              "use the same model and chat template for both")
         return GreaterRun(cfg=cfg, task=task, examples=examples, ctx=ctx, layout=Layout(gm, position, cfg.fixed_prefix),
-                          model=gm.model, allowed=allowed_token_mask(gm.tokenizer),
+                          model=gm.model, allowed=allowed_token_mask(gm.tokenizer, device=gm.model.device),
                           variants=self._variants(task, ctx, position))
 
     def _variants(self, task: Task, ctx: Any, position: PromptPosition) -> dict[str, Any]:

@@ -15,6 +15,9 @@ Two passes use the model (parameters frozen throughout):
   candidate c is E[c] . g. LM-head logits are computed only at the positions that need them.
 - `score_rows`: no-grad scoring of re-generated sequences; the question + prompt[:pos] prefix is shared by
   every candidate of one example, so its KV cache is computed once and the candidates continue from it.
+
+Every tensor made here is made on the model's device (`_device`); what leaves torch is read back as Python
+numbers and lists (gradients and proposal logits stay tensors on that device).
 """
 
 from __future__ import annotations
@@ -136,9 +139,9 @@ class Layout:
         return tuple(firsts), list(options).index(answer)
 
 
-def allowed_token_mask(tokenizer: Any) -> Any:
-    """Bool tensor over the vocabulary: tokens made only of ASCII letters, spaces, "." and ",", not
-    whitespace-only, never special tokens (greater.md, step 2)."""
+def allowed_token_mask(tokenizer: Any, device: Any = None) -> Any:
+    """Bool tensor over the vocabulary, on `device` (the model's): tokens made only of ASCII letters, spaces,
+    "." and ",", not whitespace-only, never special tokens (greater.md, step 2)."""
     import torch
 
     n = len(tokenizer)
@@ -148,7 +151,7 @@ def allowed_token_mask(tokenizer: Any) -> Any:
         i not in special and bool(t.strip()) and all(ch in ALLOWED_CHARS for ch in t)
         for i, t in enumerate(texts)
     ]
-    return torch.tensor(ok, dtype=torch.bool)
+    return torch.tensor(ok, dtype=torch.bool, device=device)
 
 
 # ------------------------------------------------------------------------------------ losses
@@ -178,13 +181,14 @@ def row_losses(row: Row, answer_logits: Any, prompt_logits: Any, *, temperature:
     import torch
     import torch.nn.functional as F
 
-    gold = torch.tensor([row.ids[a] for a in row.answer_at])
-    prompt = torch.tensor(row.ids[row.prompt_start : row.prompt_start + row.prompt_len])
+    dev = answer_logits.device
+    gold = torch.tensor([row.ids[a] for a in row.answer_at], device=dev)
+    prompt = torch.tensor(row.ids[row.prompt_start : row.prompt_start + row.prompt_len], device=dev)
     answer_logits, prompt_logits = _at_least_f32(answer_logits), _at_least_f32(prompt_logits)
     use_options = loss == "options" and row.option_ids
     if use_options:
         restricted = answer_logits[0, list(row.option_ids)]
-        answer_loss = F.cross_entropy((restricted / temperature)[None], torch.tensor([row.gold_option]))
+        answer_loss = F.cross_entropy((restricted / temperature)[None], torch.tensor([row.gold_option], device=dev))
     else:
         answer_loss = F.cross_entropy(answer_logits / temperature, gold)
     fluency = F.cross_entropy(prompt_logits, prompt)
@@ -194,6 +198,11 @@ def row_losses(row: Row, answer_logits: Any, prompt_logits: Any, *, temperature:
         if row.option_ids:
             options = int(answer_logits[0, list(row.option_ids)].argmax()) != row.gold_option
     return answer_loss, fluency, RowScore(float(answer_loss.detach()), float(fluency.detach()), greedy, options)
+
+
+def _device(model: Any) -> Any:
+    """Where the model's inputs go: the device of its input embeddings."""
+    return model.get_input_embeddings().weight.device
 
 
 def _at_least_f32(x: Any) -> Any:
@@ -241,14 +250,12 @@ def forward_loss(model: Any, rows: Sequence[Row], pos: int, slot_embedding: Any 
     import torch
 
     emb = model.get_input_embeddings().weight
+    dev = emb.device
     width = max(len(r.ids) for r in rows)
-    ids = torch.zeros((len(rows), width), dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r.ids)] = torch.tensor(r.ids)
-        mask[i, : len(r.ids)] = 1
-    slots = torch.tensor([r.slot(pos) for r in rows])
-    rows_ix = torch.arange(len(rows))
+    ids = torch.tensor([[*r.ids, *[0] * (width - len(r.ids))] for r in rows], dtype=torch.long, device=dev)
+    mask = torch.tensor([[1] * len(r.ids) + [0] * (width - len(r.ids)) for r in rows], dtype=torch.long, device=dev)
+    slots = torch.tensor([r.slot(pos) for r in rows], device=dev)
+    rows_ix = torch.arange(len(rows), device=dev)
     with torch.no_grad():
         embeds = emb[ids]
     if slot_embedding is not None:
@@ -261,7 +268,7 @@ def forward_loss(model: Any, rows: Sequence[Row], pos: int, slot_embedding: Any 
         spans.append((len(cols), len(ans), len(prm)))
         cols += ans + prm
         owners += [i] * (len(ans) + len(prm))
-    logits = _lm_head(model, hidden[torch.tensor(owners), torch.tensor(cols)])
+    logits = _lm_head(model, hidden[torch.tensor(owners, device=dev), torch.tensor(cols, device=dev)])
     total, scores, proposal = 0.0, [], []
     for i, r in enumerate(rows):
         at, n_ans, n_prm = spans[i]
@@ -327,7 +334,7 @@ def propose(proposal_logits: Any, allowed: Any, previous_id: int | None, *, k: i
     import torch
 
     logits = _at_least_f32(proposal_logits).clone()
-    mask = allowed.clone()
+    mask = allowed.to(logits.device, copy=True)
     if previous_id is not None:
         mask[previous_id] = False
     logits[:, ~mask] = float("-inf")
@@ -389,18 +396,16 @@ def _score_group(model: Any, rows: list[Row], shared: int, *, temperature: float
         if tuple(r.ids[:shared]) != tuple(rows[0].ids[:shared]) or len(r.ids) <= shared:
             raise ValueError("rows of a group must share their prefix and extend past it")
     decoder = model.get_decoder()
-    prefix = torch.tensor([rows[0].ids[:shared]])
+    dev = _device(model)
+    prefix = torch.tensor([rows[0].ids[:shared]], device=dev)
     pre = decoder(input_ids=prefix, use_cache=True)
     cache = pre.past_key_values
     if len(rows) > 1:
         cache.batch_repeat_interleave(len(rows))
     width = max(len(r.ids) for r in rows) - shared
-    ids = torch.zeros((len(rows), width), dtype=torch.long)
-    mask = torch.zeros((len(rows), shared + width), dtype=torch.long)
-    mask[:, :shared] = 1
-    for i, r in enumerate(rows):
-        ids[i, : len(r.ids) - shared] = torch.tensor(r.ids[shared:])
-        mask[i, shared : len(r.ids)] = 1
+    pads = [shared + width - len(r.ids) for r in rows]
+    ids = torch.tensor([[*r.ids[shared:], *[0] * p] for r, p in zip(rows, pads)], dtype=torch.long, device=dev)
+    mask = torch.tensor([[1] * len(r.ids) + [0] * p for r, p in zip(rows, pads)], dtype=torch.long, device=dev)
     suffix = decoder(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True).last_hidden_state
     prefix_hidden = pre.last_hidden_state[0]
     scores = []

@@ -124,15 +124,17 @@ class ModelPool:
 
     `opener` defaults to `open_generator` (HF weights, wrapped in the response cache); tests pass scripted
     generators, as a function or as "module:function" (which a child process can import too).
+    `device` is the torch device of every HF model the default opener loads (None: cuda, else mps, else cpu).
     `release(model)` drops a model and frees its weights.
     """
 
     def __init__(
-        self, *, opener: Opener | str | None = None, cache: bool = True, threads: int | None = None, batch_size: int = 8
+        self, *, opener: Opener | str | None = None, cache: bool = True, threads: int | None = None, batch_size: int = 8,
+        device: str | None = None,
     ) -> None:
         self.opener = opener  # as given
         self._opener = import_function(opener) if isinstance(opener, str) else opener
-        self.cache, self.threads, self.batch_size = cache, threads, batch_size
+        self.cache, self.threads, self.batch_size, self.device = cache, threads, batch_size, device
         self._open: dict[tuple[str, str, str], Generator] = {}
         self._gradient: dict[tuple[str, str], Any] = {}
         self.loads: list[tuple[str, str, str]] = []  # what was opened, in order (tests read it)
@@ -147,7 +149,7 @@ class ModelPool:
 
                 self._open[key] = open_generator(
                     model, backend=backend, dtype=dtype, threads=self.threads, batch_size=self.batch_size, cache=self.cache,
-                    base_url=base_url,
+                    base_url=base_url, device=self.device,
                 )
             self.loads.append(key)
         return self._open[key]
@@ -180,7 +182,7 @@ class ModelPool:
     def child_settings(self) -> dict[str, Any]:
         """The arguments of an equal pool in a child process (JSON)."""
         return {"opener": opener_for_child(self.opener), "cache": self.cache, "threads": self.threads,
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "device": self.device}
 
 
 def _free_weights(gen: Any) -> None:

@@ -258,7 +258,7 @@ def lm_model_args(run: StoredRun, codec: Any, *, batch_size: int = 8) -> tuple[s
     if not Path(resolved.path).is_dir():
         args["revision"] = resolved.revision
     if backend == "hf":
-        args["device"] = "cpu"  # where the harness's HF backend runs
+        args["device"] = _run_device(run)  # where the harness's HF backend ran
     return LM_EVAL_BACKENDS[backend], args
 
 
@@ -329,6 +329,13 @@ def build_export(run: StoredRun, task: Task, examples: Sequence[Example], codec:
     return Export(folder=folder, name=name, files=files, answer_tasks=tuple(answer_tasks), model_args=args)
 
 
+def _run_device(run: StoredRun) -> str:
+    """The device recorded in the run's spec.json (older runs: cpu, the only device they could use)."""
+    spec_file = run.path / "spec.json"
+    meta = json.loads(spec_file.read_text()) if spec_file.exists() else {}
+    return str(meta.get("device") or "cpu")
+
+
 def _jsonl(rows: Sequence[Mapping[str, Any]]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
@@ -337,7 +344,7 @@ def _readme(run: StoredRun, name: str, folder: Path, kind: str, args: Mapping[st
             reasoning_source: str, n: int) -> str:
     margs = ",".join(f"{k}={v}" for k, v in args.items() if k not in ("batch_size", "device"))
     base = (f"lm_eval --model {kind} --model_args {margs} --include_path {folder} "
-            f"--batch_size {args.get('batch_size', 8)}" + (" --device cpu" if kind == "hf" else ""))
+            f"--batch_size {args.get('batch_size', 8)}" + (f" --device {args.get('device', 'cpu')}" if kind == "hf" else ""))
     out = folder / "lm-eval-out"
     rows = {
         f"{name}_cot": "generate_until, greedy, stops at end of sequence | the reasoning (exact_match: share identical to the run's)",

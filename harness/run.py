@@ -39,7 +39,7 @@ def run_eval(
         examples = examples[: spec.limit]
     if not examples:
         raise BenchError(f"split {spec.split!r} of {spec.task} is empty: choose another split or data file")
-    folder.start(split_rule=splits.rule, generator=generator.identity)
+    folder.start(split_rule=splits.rule, generator=generator.identity, **torch_device(generator))
     result = evaluate(
         task,
         examples,
@@ -106,7 +106,8 @@ def run_optimize(
         progress=progress or (lambda _m: None),
     )
     if not (folder.path / "spec.json").exists():
-        folder.start(split_rule=splits.rule, generator=task_model.identity, optimizer_config=_config_dict(optimizer))
+        folder.start(split_rule=splits.rule, generator=task_model.identity, optimizer_config=_config_dict(optimizer),
+                     **torch_device(gradient_model, task_model))
     result = optimizer.optimize(task, splits.train, splits.dev, ctx)
     ctx.tick()
     best = result.best.text
@@ -141,3 +142,13 @@ def _config_dict(optimizer: Any) -> dict[str, Any]:
 
     cfg = getattr(optimizer, "config", None)
     return dataclasses.asdict(cfg) if cfg is not None and dataclasses.is_dataclass(cfg) else {}
+
+
+def torch_device(*generators: Any) -> dict[str, str]:
+    """{"device": ...}: the torch device of the first HF model among `generators` (a CachedGenerator wraps one),
+    or {} when none is HF. Provenance for spec.json only: run ids and cache keys do not depend on it."""
+    for gen in generators:
+        device = getattr(getattr(gen, "inner", gen), "device", None)
+        if device:
+            return {"device": str(device)}
+    return {}

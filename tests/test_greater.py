@@ -367,6 +367,33 @@ def test_budget_stop(gen, reference):
     assert one.best.text == ctx1.steps[0]["state"]["top"][0]["text"]
 
 
+def test_every_tensor_of_a_step_is_made_on_the_models_device(gen, reference):
+    """With torch's default device set to `meta`, a tensor made without the model's device (`device=` or
+    `.to(...)`) lands on meta and the step fails (meta tensors hold no data, and mix with no real device);
+    so equal steps prove every tensor of prepare, the gradient pass, the proposal, the re-generation and the
+    KV-cache re-scoring was placed explicitly. (Dev selection is left out: the evaluator's stop strings use
+    transformers' stop-string criterion, which builds its tensors on the default device.)"""
+    _, ref_ctx = reference
+    ctx = OptimizeContext.create(task_model=gen, gradient_model=gen, seed=0, max_new_tokens=8, progress=lambda _m: None)
+    opt = Greater(config_for("smoke", **SMOKE))
+    with torch.device("meta"):
+        steps = opt.prepare(TASK, EXAMPLES, ctx)
+        state = steps.initial_state()
+        for _ in range(SMOKE["steps"]):
+            record, state = steps.step(state)
+            ctx.log_step(record, state)
+    strip = lambda s: {k: v for k, v in s.items() if k not in ("seconds", "cost")}
+    assert [strip(s) for s in ctx.steps] == [strip(s) for s in ref_ctx.steps if s.get("kind") == "step"]
+    # the allowed-answers loss and re-scoring without the prefix cache, which the smoke run does not take
+    _, _, rows = rows_for(gen)
+    groups, shared = [[r, r] for r in rows[:2]], [r.slot(1) for r in rows[:2]]
+    for prefix_cache in (True, False):
+        want = score_rows(gen.model, groups, shared, temperature=0.2, loss="options", prefix_cache=prefix_cache)
+        with torch.device("meta"):
+            got = score_rows(gen.model, groups, shared, temperature=0.2, loss="options", prefix_cache=prefix_cache)
+        assert got == want
+
+
 def test_small_model_variants_are_used_and_reported(gen):
     res, ctx = run(gen, steps=1, mistake="run", loss="options", tie_break="loss")
     assert res.meta["variants"]["mistake"] == "options"  # closed answers: the run's reading is options

@@ -9,7 +9,7 @@ import torch
 
 from harness.backends.hf import render_prompt
 from harness.types import ChatPrompt, GenParams
-from tiny import tiny_generator
+from tiny import tiny_generator, tiny_model
 
 PROMPTS = [
     ChatPrompt("is the sky blue?"),
@@ -102,3 +102,113 @@ def test_render_chat_and_plain(gen):
 
 def test_parameters_frozen(gen):
     assert not any(p.requires_grad for p in gen.model.parameters())
+
+
+# ------------------------------------------------------------------------------ device
+
+
+def test_device_resolution(monkeypatch):
+    """None: cuda when torch sees a GPU, else mps, else cpu; explicit devices are checked, never guessed."""
+    from harness.backends.hf import resolve_device
+    from harness.types import BenchError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device(None) == "cuda"
+    assert resolve_device("cuda") == "cuda" and resolve_device("cuda:1") == "cuda:1"
+    assert resolve_device("cpu") == "cpu" and resolve_device("mps") == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(None) == "mps"
+    with pytest.raises(BenchError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device(None) == "cpu"
+    with pytest.raises(BenchError, match="no Apple MPS"):
+        resolve_device("mps")
+    for bad in ("gpu", "meta", "cuda:x", ""):
+        with pytest.raises(BenchError, match="unknown device"):
+            resolve_device(bad)
+
+
+def test_explicit_cpu_device_gives_identical_results(gen):
+    """`device="cpu"` is the default's code path on a CPU machine: the same tokens and log-likelihoods, bit for bit."""
+    from harness.backends.hf import HFGenerator
+
+    model, tok = tiny_model()
+    on_cpu = HFGenerator("tiny-random", model_obj=model, tokenizer=tok, batch_size=4, revision="seed0", device="cpu")
+    assert on_cpu.device == "cpu" and on_cpu.identity == gen.identity  # the device is not part of the identity
+    for params in (GenParams(max_tokens=12), GenParams(temperature=1.0, max_tokens=8, n=2, seed=3)):
+        a, b = on_cpu.generate(PROMPTS, params), gen.generate(PROMPTS, params)
+        assert [[s.token_ids for s in g.samples] for g in a] == [[s.token_ids for s in g.samples] for g in b]
+    reqs = [(PROMPTS[0], " Yes"), (PROMPTS[2], " the quick brown"), (PROMPTS[1], "B")]
+    assert on_cpu.loglikelihood(reqs) == gen.loglikelihood(reqs)
+
+
+def test_backend_tensors_are_made_on_the_models_device(gen):
+    """With torch's default device set to `meta`, any tensor made without the model's device lands on meta and
+    the call fails (meta tensors hold no data): the results match only if every tensor is placed explicitly.
+    (No stop strings here: transformers' own stop-string criterion builds its tensors on the default device.)"""
+    reqs = [(PROMPTS[0], " Yes"), (PROMPTS[0], "A"), (PROMPTS[2], " the quick brown")]
+    params = [GenParams(max_tokens=8), GenParams(temperature=1.0, max_tokens=6, n=2, seed=5)]
+    want = [[[s.token_ids for s in g.samples] for g in gen.generate(PROMPTS, p)] for p in params], gen.loglikelihood(reqs)
+    with torch.device("meta"):
+        got = [[[s.token_ids for s in g.samples] for g in gen.generate(PROMPTS, p)] for p in params], gen.loglikelihood(reqs)
+    assert got == want
+
+
+def test_device_reaches_the_backend_and_the_records(monkeypatch, tmp_path):
+    """`device` goes ModelPool -> open_generator -> HFGenerator (and to a child pool); spec.json records it."""
+    import json
+
+    import harness.backends
+    from harness.grid import ModelPool
+    from harness.run import torch_device
+
+    seen = []
+    monkeypatch.setattr(harness.backends, "open_generator", lambda model, **kw: seen.append(kw["device"]) or object())
+    pool = ModelPool(device="cpu")
+    pool.generator("m")
+    assert seen == ["cpu"] and pool.child_settings()["device"] == "cpu"
+    assert ModelPool().child_settings()["device"] is None
+
+    class Cached:  # what CachedGenerator looks like from outside
+        def __init__(self, inner):
+            self.inner = inner
+
+    hf = tiny_generator()
+    assert torch_device(Cached(hf)) == {"device": "cpu"}
+    assert torch_device(object(), hf) == {"device": "cpu"} and torch_device(object()) == {}
+
+    from harness.records import RunFolder
+    from harness.types import RunSpec
+
+    folder = RunFolder(tmp_path, RunSpec(kind="eval", task="bbh:navigate", model="tiny", method="prompt"))
+    folder.start(generator=hf.identity, **torch_device(hf))
+    assert json.loads((folder.path / "spec.json").read_text())["device"] == "cpu"
+
+
+def test_cli_device_option(monkeypatch):
+    """--device on bench eval, optimize and run reaches the generator or the model pool."""
+    from typer.testing import CliRunner
+
+    import harness.backends
+    import harness.grid
+    from harness.cli import app
+    from harness.types import BenchError
+
+    seen = []
+
+    def stop(**kw):
+        seen.append(kw)
+        raise BenchError("stop here")
+
+    monkeypatch.setattr(harness.backends, "open_generator", lambda model, **kw: stop(device=kw["device"]))
+    monkeypatch.setattr(harness.grid, "run_cell", lambda spec, pool, **kw: stop(device=pool.device))
+    monkeypatch.setattr(harness.grid, "run_grid", lambda *a, pool, **kw: stop(device=pool.device))
+    runner = CliRunner()
+    for cmd in (["eval"], ["optimize", "--method", "zs-cot"], ["run", "--methods", "zs-cot"]):
+        result = runner.invoke(app, [*cmd, "--backend", "hf", "--device", "cpu"])
+        assert "stop here" in result.output, result.output
+        result = runner.invoke(app, [*cmd, "--backend", "hf"])
+        assert "stop here" in result.output, result.output
+    assert [kw["device"] for kw in seen] == ["cpu", None] * 3

@@ -29,14 +29,19 @@ def open_generator(
     batch_size: int = 8,
     base_url: str | None = None,
     cache: bool = True,
+    device: str | None = None,
     **kwargs: Any,
 ) -> Generator:
-    """Open `model` on `backend`, wrapped in the shared response cache unless `cache` is False."""
+    """Open `model` on `backend`, wrapped in the shared response cache unless `cache` is False.
+
+    `device` is the torch device of the hf backend (`harness.backends.hf.resolve_device`; None: cuda, else
+    mps, else cpu); vllm and openai place their models themselves and ignore it.
+    """
     backend = resolve_backend(backend)
     if backend == "hf":
         from harness.backends.hf import HFGenerator
 
-        gen: Generator = HFGenerator(model, dtype=dtype, threads=threads, batch_size=batch_size)
+        gen: Generator = HFGenerator(model, dtype=dtype, threads=threads, batch_size=batch_size, device=device)
     elif backend == "vllm":
         from harness.backends.vllm import VLLMGenerator
 

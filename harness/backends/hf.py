@@ -2,6 +2,10 @@
 
 It also exposes the loaded `model` and `tokenizer`, which the gradient code (GReaTer) uses directly, so one
 process loads the weights once.
+
+Device: the model is moved once, at load, to `device` (`resolve_device`: by default the fastest device torch
+sees, cuda, else mps, else cpu); every tensor this backend and harness.greater_grad create is placed on the
+model's device, and results come back as Python numbers and lists.
 """
 
 from __future__ import annotations
@@ -13,9 +17,36 @@ from typing import Any
 from harness.backends.codec import PromptCodec, render_prompt
 from harness.types import BenchError, GenParams, Generation, Prompt, Sample
 
-__all__ = ["HFGenerator", "render_prompt", "unload"]
+__all__ = ["HFGenerator", "render_prompt", "resolve_device", "unload"]
 
 DTYPES = ("float32", "bfloat16", "float16")
+DEVICE_TYPES = ("cuda", "mps", "cpu")
+
+
+def resolve_device(device: str | None = None) -> str:
+    """The torch device the HF backend runs on.
+
+    None picks the fastest device torch sees: "cuda" when a CUDA GPU is available (what users of a GPU
+    machine expect), else "mps" (Apple silicon) when available, else "cpu". An explicit device ("cpu", "cuda",
+    "cuda:1", "mps") is checked, so a missing GPU fails here with one line instead of deep inside torch.
+    """
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = mps is not None and mps.is_available()
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in DEVICE_TYPES:
+        raise BenchError(f"unknown device {device!r}: use cpu, cuda, cuda:N or mps")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError(f"device {device!r}: torch {torch.__version__} sees no CUDA GPU; use --device cpu")
+    if dev.type == "mps" and not mps_ok:
+        raise BenchError(f"device {device!r}: torch {torch.__version__} sees no Apple MPS device; use --device cpu")
+    return str(dev)
 
 
 class HFGenerator:
@@ -33,7 +64,10 @@ class HFGenerator:
         revision: str | None = None,
         model_obj: Any = None,
         tokenizer: Any = None,
+        device: str | None = None,
     ) -> None:
+        """`device`: where the model runs (`resolve_device`; None: cuda, else mps, else cpu). A `model_obj`
+        stays on the device it is on unless `device` is given."""
         import torch
 
         if dtype not in DTYPES:
@@ -45,6 +79,8 @@ class HFGenerator:
         self.batch_size = batch_size
         if model_obj is not None:  # an already-built model (tests build tiny random ones)
             self.model, self.tokenizer = model_obj, tokenizer
+            if device is not None:
+                self.model.to(resolve_device(device))
             self.revision = revision or "in-memory"
             use_template = None
         else:
@@ -53,7 +89,8 @@ class HFGenerator:
             resolved = resolve_model(model, revision)
             self.revision = resolved.revision
             use_template = resolved.chat_template
-            self.model, self.tokenizer = _load(resolved.path, resolved.revision, dtype)
+            self.model, self.tokenizer = _load(resolved.path, resolved.revision, dtype, resolve_device(device))
+        self.device = str(self.model.device)  # recorded in spec.json, not in the identity (run ids stay the same)
         self.model.eval()
         self.model.requires_grad_(False)
         tok = self.tokenizer
@@ -94,8 +131,9 @@ class HFGenerator:
         tok = self.tokenizer
         width = max(len(x) for x in batch_ids)
         pad = tok.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch_ids])
-        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch_ids])
+        dev = self.model.device
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch_ids], device=dev)
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch_ids], device=dev)
         kwargs: dict[str, Any] = dict(
             max_new_tokens=params.max_tokens,
             num_return_sequences=params.n,
@@ -108,7 +146,9 @@ class HFGenerator:
             kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
         if params.stop:
             kwargs.update(stop_strings=list(params.stop), tokenizer=tok)
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        # the CPU generator always, and the model's accelerator's if it has one
+        rng = {"devices": []} if dev.type == "cpu" else {"devices": [dev.index or 0], "device_type": dev.type}
+        with torch.no_grad(), torch.random.fork_rng(**rng):
             # Sampling draws from a seed derived from the request, never from global state.
             digest = hashlib.sha256(f"{params.seed}|{'|'.join(texts)}".encode()).digest()
             torch.manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
@@ -165,8 +205,9 @@ class HFGenerator:
             keep = max(max(len(ci) for _, ci in s[1]) for s in chunk)
             width = max(len(s[0]) for s in chunk)
             pad = self.tokenizer.pad_token_id
-            input_ids = torch.tensor([[pad] * (width - len(s[0])) + s[0] for s in chunk])
-            mask = torch.tensor([[0] * (width - len(s[0])) + [1] * len(s[0]) for s in chunk])
+            dev = self.model.device
+            input_ids = torch.tensor([[pad] * (width - len(s[0])) + s[0] for s in chunk], device=dev)
+            mask = torch.tensor([[0] * (width - len(s[0])) + [1] * len(s[0]) for s in chunk], device=dev)
             with torch.no_grad():
                 logits = self.model(input_ids=input_ids, attention_mask=mask, logits_to_keep=keep).logits
             logp = torch.log_softmax(logits.float(), dim=-1)
@@ -174,7 +215,7 @@ class HFGenerator:
                 for i, ci in members:
                     # the last len(ci) kept positions predict the continuation tokens
                     pos = logp[row, keep - len(ci) :, :]
-                    result[i] = float(pos.gather(1, torch.tensor(ci)[:, None]).sum())
+                    result[i] = float(pos.gather(1, torch.tensor(ci, device=dev)[:, None]).sum())
         return result
 
 
@@ -184,7 +225,7 @@ def _as_list(x: Any) -> list[int]:
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-_LOADED: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+_LOADED: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}  # (path, revision, dtype, device)
 
 
 def unload(model: Any) -> None:
@@ -193,9 +234,9 @@ def unload(model: Any) -> None:
         del _LOADED[key]
 
 
-def _load(path: str, revision: str, dtype: str) -> tuple[Any, Any]:
-    """Load once per process: a second HFGenerator on the same weights shares them."""
-    key = (path, revision, dtype)
+def _load(path: str, revision: str, dtype: str, device: str) -> tuple[Any, Any]:
+    """Load once per process and device: a second HFGenerator on the same weights shares them."""
+    key = (path, revision, dtype, device)
     if key not in _LOADED:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -209,5 +250,5 @@ def _load(path: str, revision: str, dtype: str) -> tuple[Any, Any]:
                 f"cannot load model {path!r} ({str(e).splitlines()[0][:120]}): pass a local folder, a packaged "
                 "alias (`bench models`), or a hub id on a machine with hub access"
             ) from None
-        _LOADED[key] = (model, tok)
+        _LOADED[key] = (model.to(device), tok)  # moved once, here
     return _LOADED[key]
