@@ -55,20 +55,23 @@ def source_runs(
     return out
 
 
-def eval_spec(source: Source, target: str) -> RunSpec:
-    """The eval run of `source`'s prompt on `target`, with the source's decoding and split settings."""
+def eval_spec(source: Source, target: str, backend: str | None = None) -> RunSpec:
+    """The eval run of `source`'s prompt on `target`, with the source's decoding and split settings (and its
+    backend unless `backend` names another: float32 vLLM and HF decode the same greedy tokens)."""
     s = source.spec
     return RunSpec(
-        kind="eval", task=s.task, model=target, backend=s.backend, method=s.method, prompt=source.prompt or None,
+        kind="eval", task=s.task, model=target, backend=backend or s.backend, method=s.method, prompt=source.prompt or None,
         position=s.position, split="test", limit=s.limit, max_new_tokens=s.max_new_tokens, dtype=s.dtype,
         seed=s.seed, split_seed=s.split_seed, primary_reading=s.primary_reading,
         extra={"source_run": s.run_id, "source_model": s.model, "preset": s.extra.get("preset", "?")},
     )
 
 
-def transfer_plan(sources: Sequence[Source], eval_models: Sequence[str]) -> dict[str, list[RunSpec]]:
+def transfer_plan(
+    sources: Sequence[Source], eval_models: Sequence[str], backend: str | None = None
+) -> dict[str, list[RunSpec]]:
     """target model -> the eval specs to score on it (every source optimized on another model)."""
-    return {t: [eval_spec(src, t) for src in sources if src.spec.model != t] for t in eval_models}
+    return {t: [eval_spec(src, t, backend) for src in sources if src.spec.model != t] for t in eval_models}
 
 
 def evaluate_on_model(
@@ -111,20 +114,26 @@ def run_transfer(
     progress: ProgressFn | None = None,
     report_dir: str | Path | None = None,
     isolate: bool | None = None,
+    backend: str | None = None,
 ) -> dict[tuple[str, str], pd.DataFrame]:
     """Score every stored optimized prompt on every model of `eval_models`; return (and with `report_dir`,
     write as CSV and heatmap PNG) the source x target matrix of each (preset, method).
 
     `isolate`: evaluate each target model in its own child process (True), in this process (False), or
     decide by backend (None: a child for backends outside `harness.child.IN_PROCESS_BACKENDS`). `opener`
-    replaces the backends (tests); a child process needs it as "module:function".
+    replaces the backends (tests); a child process needs it as "module:function". `backend`: decode the
+    transfer evaluations with this backend instead of each source run's own (e.g. vllm for speed).
     """
     if not eval_models:
         raise BenchError("no evaluation model given: use e.g. --eval-models smollm2-135m,gemma3-270m")
     sources = source_runs(results_dir, methods=methods, tasks=tasks, models=source_models)
     if not sources:
         raise BenchError(f"no finished optimize runs in {results_dir} (after filters): run `bench run` first")
-    for target, specs in transfer_plan(sources, eval_models).items():
+    if backend is not None:
+        from harness.backends import resolve_backend
+
+        backend = resolve_backend(backend)
+    for target, specs in transfer_plan(sources, eval_models, backend).items():
         own_process = isolate if isolate is not None else any(needs_own_process(s.backend) for s in specs)
         how = {"opener": opener, "cache": cache, "data_dir": data_dir, "out": results_dir, "progress": progress}
         if own_process and not all(RunFolder(Path(results_dir), s).finished for s in specs):

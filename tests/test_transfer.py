@@ -113,3 +113,16 @@ def test_cli_isolate_option(tmp_path, monkeypatch):
         res = CliRunner().invoke(app, ["transfer", "--eval-models", "fake-a", "--results", str(tmp_path), *flag])
         assert res.exit_code == 0, res.output
         assert seen[-1] is want
+
+
+def test_backend_override_changes_only_the_evaluations_backend(world):
+    results, _ = world
+    sources = source_runs(results)
+    own = transfer_plan(sources, ["fake-c"])["fake-c"]
+    over = transfer_plan(sources, ["fake-c"], backend="hf")["fake-c"]
+    assert {s.backend for s in own} == {src.spec.backend for src in sources} == {"vllm"}
+    assert {s.backend for s in over} == {"hf"}
+    # everything else of the evaluation is the source's: only the backend (and so the run id) differs
+    for a, b in zip(own, over):
+        assert (a.prompt, a.task, a.position, a.max_new_tokens, a.dtype) == (b.prompt, b.task, b.position, b.max_new_tokens, b.dtype)
+        assert a.run_id != b.run_id
