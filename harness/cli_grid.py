@@ -138,6 +138,9 @@ def register(app: typer.Typer) -> None:
         cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Use the shared response cache.")] = True,
         isolate: Annotated[Optional[bool], typer.Option("--isolate/--no-isolate", help="Evaluate each model in its own child process, or in this one (default: auto, a child for backends such as vllm that own their process).")] = None,
         backend: Annotated[Optional[str], typer.Option(help="Decode the transfer evaluations with this backend (hf, vllm, auto) instead of each source run's own.")] = None,
+        device: Device = None,
+        threads: Annotated[int | None, typer.Option(help="CPU threads (hf: torch threads; vllm: cores bound).")] = None,
+        batch_size: Annotated[int, typer.Option(help="Generation batch size (vllm: max concurrent sequences).")] = 8,
         data_dir: DataDir = None,
     ) -> None:
         """Score every stored optimized prompt on every listed model; write the source x target matrix of each
@@ -157,6 +160,7 @@ def register(app: typer.Typer) -> None:
             methods=parse_list(methods, "method") if methods else None, tasks=parse_list(tasks, "task") if tasks else None,
             source_models=parse_list(source_models, "model") if source_models else None, data_dir=data_dir,
             cache=cache, progress=progress, report_dir=report_dir, isolate=isolate, backend=backend,
+            pool={"threads": threads, "batch_size": batch_size, "device": device},
         )
         for (preset, method), m in matrices.items():
             table = Table("optimized on \\ evaluated on", *map(str, m.columns), title=f"{method} (preset {preset}): test accuracy %, mean over tasks")

@@ -11,7 +11,7 @@ The diagonal (a prompt on its own model) is the optimize cell's own test result 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from harness.types import BenchError, RunSpec
 
 ProgressFn = Callable[[str, int, int], None]  # (target model, prompts done, prompts on this target)
 Opener = Callable[[str, str, str], Any]  # (model, backend, dtype) -> Generator, as harness.grid.ModelPool takes
+POOL_SETTINGS = ("threads", "batch_size", "device")  # what `pool` may set on the ModelPool of each target
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,15 @@ def transfer_plan(
 def evaluate_on_model(
     target: str, specs: Sequence[RunSpec], *, opener: Opener | str | None = None, cache: bool = True,
     data_dir: str | Path | None = None, out: str | Path = DEFAULT_RESULTS, progress: ProgressFn | None = None,
+    pool: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Score `specs` (all on `target`) with one model load in this process; finished ones are read back
-    without loading it."""
+    without loading it. `pool`: threads, batch_size and device of the model pool (`POOL_SETTINGS`)."""
     from harness.grid import ModelPool
 
     todo = [s for s in specs if not RunFolder(Path(out), s).finished]
     tick = progress or (lambda *_: None)
-    pool = ModelPool(opener=opener, cache=cache)
+    pool = ModelPool(opener=opener, cache=cache, **_pool_settings(pool))
     try:
         gen = None
         summaries = []
@@ -115,6 +117,7 @@ def run_transfer(
     report_dir: str | Path | None = None,
     isolate: bool | None = None,
     backend: str | None = None,
+    pool: Mapping[str, Any] | None = None,
 ) -> dict[tuple[str, str], pd.DataFrame]:
     """Score every stored optimized prompt on every model of `eval_models`; return (and with `report_dir`,
     write as CSV and heatmap PNG) the source x target matrix of each (preset, method).
@@ -122,7 +125,8 @@ def run_transfer(
     `isolate`: evaluate each target model in its own child process (True), in this process (False), or
     decide by backend (None: a child for backends outside `harness.child.IN_PROCESS_BACKENDS`). `opener`
     replaces the backends (tests); a child process needs it as "module:function". `backend`: decode the
-    transfer evaluations with this backend instead of each source run's own (e.g. vllm for speed).
+    transfer evaluations with this backend instead of each source run's own (e.g. vllm for speed). `pool`:
+    threads, batch_size and device of each target's model pool, as `bench run` takes them.
     """
     if not eval_models:
         raise BenchError("no evaluation model given: use e.g. --eval-models smollm2-135m,gemma3-270m")
@@ -135,7 +139,8 @@ def run_transfer(
         backend = resolve_backend(backend)
     for target, specs in transfer_plan(sources, eval_models, backend).items():
         own_process = isolate if isolate is not None else any(needs_own_process(s.backend) for s in specs)
-        how = {"opener": opener, "cache": cache, "data_dir": data_dir, "out": results_dir, "progress": progress}
+        how = {"opener": opener, "cache": cache, "data_dir": data_dir, "out": results_dir, "progress": progress,
+               "pool": _pool_settings(pool)}
         if own_process and not all(RunFolder(Path(results_dir), s).finished for s in specs):
             evaluate_in_child(target, specs, **how)
         else:  # in this process (finished evaluations are read back without opening the model)
@@ -156,12 +161,13 @@ def run_transfer(
 def evaluate_in_child(
     target: str, specs: Sequence[RunSpec], *, opener: Opener | str | None = None, cache: bool = True,
     data_dir: str | Path | None = None, out: str | Path = DEFAULT_RESULTS, progress: ProgressFn | None = None,
+    pool: Mapping[str, Any] | None = None,
 ) -> None:
     """`evaluate_on_model` in a child process, so this process never loads `target` and everything the model
     held is freed when the child exits. Each evaluation is a run folder written atomically, so a failed child
     loses at most the one in progress. The child's output goes to a log file, kept when it fails."""
     job = {"target": target, "specs": [s.to_dict() for s in specs], "opener": opener_for_child(opener), "cache": cache,
-           "data_dir": str(Path(data_dir).resolve()) if data_dir is not None else None, "out": str(Path(out).resolve())}
+           "data_dir": str(Path(data_dir).resolve()) if data_dir is not None else None, "out": str(Path(out).resolve()), "pool": _pool_settings(pool)}
     tick = progress or (lambda *_: None)
     run_in_child("harness.transfer:evaluate_job", job, on_message=lambda done_total: tick(target, *done_total),
                  what=f"evaluating on {target}", log_name=f"transfer-{Path(target).name}", kept="finished evaluations are kept")
@@ -172,7 +178,15 @@ def evaluate_job(job: dict[str, Any], send: Send) -> None:
     evaluate_on_model(
         job["target"], [RunSpec(**s) for s in job["specs"]], opener=job["opener"], cache=job["cache"],
         data_dir=job["data_dir"], out=job["out"], progress=lambda _t, done, total: send([done, total]),
+        pool=job.get("pool"),
     )
+
+
+def _pool_settings(pool: Mapping[str, Any] | None) -> dict[str, Any]:
+    unknown = set(pool or {}) - set(POOL_SETTINGS)
+    if unknown:
+        raise BenchError(f"unknown model pool setting(s) {', '.join(sorted(unknown))}: use {', '.join(POOL_SETTINGS)}")
+    return {k: v for k, v in (pool or {}).items() if v is not None}
 
 
 def _order(m: pd.DataFrame, involved: set[str]) -> pd.DataFrame:

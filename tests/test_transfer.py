@@ -126,3 +126,45 @@ def test_backend_override_changes_only_the_evaluations_backend(world):
     for a, b in zip(own, over):
         assert (a.prompt, a.task, a.position, a.max_new_tokens, a.dtype) == (b.prompt, b.task, b.position, b.max_new_tokens, b.dtype)
         assert a.run_id != b.run_id
+
+
+def test_device_threads_and_batch_size_reach_each_targets_model_pool(world, monkeypatch):
+    import harness.grid
+
+    results, _ = world
+    settings = {"device": "cpu", "threads": 1, "batch_size": 3}
+    pools = []
+    real_pool = harness.grid.ModelPool
+
+    def recording_pool(**kw):
+        pools.append(kw)
+        return real_pool(**kw)
+
+    monkeypatch.setattr(harness.grid, "ModelPool", recording_pool)
+    run_transfer(results, ["fake-c"], opener=OPENER, isolate=False, pool=settings)
+    assert len(pools) == 1 and {k: pools[0][k] for k in settings} == settings
+
+    jobs = []  # the child's job carries the same settings, and the child hands them to its pool
+    monkeypatch.setattr(harness.transfer, "run_in_child", lambda work, job, **kw: jobs.append(job))
+    run_transfer(results, ["fake-d"], opener=OPENER, isolate=True, pool=settings)
+    assert jobs[0]["pool"] == settings
+    harness.transfer.evaluate_job(json.loads(json.dumps(jobs[0])), send=lambda msg: None)
+    assert {k: pools[-1][k] for k in settings} == settings and len(finished_evals(results)) == 8
+
+    with pytest.raises(BenchError, match="unknown model pool setting.*gpu.*use threads, batch_size, device"):
+        run_transfer(results, ["fake-c"], opener=OPENER, isolate=False, pool={"gpu": 1})
+
+
+def test_cli_passes_device_threads_and_batch_size(tmp_path, monkeypatch):
+    from harness.cli_grid import register
+
+    seen = []
+    monkeypatch.setattr(harness.transfer, "run_transfer", lambda *a, **kw: seen.append(kw["pool"]) or {})
+    app = typer.Typer()
+    register(app)
+    args = ["transfer", "--eval-models", "fake-a", "--results", str(tmp_path)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert seen[-1] == {"threads": None, "batch_size": 8, "device": None}
+    res = CliRunner().invoke(app, [*args, "--device", "cuda:1", "--threads", "2", "--batch-size", "16"])
+    assert res.exit_code == 0, res.output
+    assert seen[-1] == {"threads": 2, "batch_size": 16, "device": "cuda:1"}
