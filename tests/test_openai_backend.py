@@ -214,12 +214,9 @@ def test_completions_mode_and_str_prompts(server):
 def test_order_preserved_under_concurrency(server):
     g = gen(server, max_concurrency=6)
     prompts = [ChatPrompt(f"p{i} delay={0.05 * (6 - i):.2f}") for i in range(6)]  # later ones answer first
-    t0 = time.monotonic()
     out = g.generate(prompts, GenParams())
-    elapsed = time.monotonic() - t0
     assert [o.text.split()[0] for o in out] == [f"chat[p{i}" for i in range(6)]
-    assert server.max_inflight > 1
-    assert elapsed < sum(0.05 * (6 - i) for i in range(6))  # 1.05 s one after the other
+    assert server.max_inflight > 1  # concurrency shown by the server's own count, not by a wall-clock bound
 
 
 def test_concurrency_is_bounded(server):
