@@ -192,7 +192,8 @@ def optimize_cmd(
 
     The same cell as `bench run` builds for these options: both commands reuse each other's run folders.
     """
-    from harness.grid import Cell, GridSettings, ModelPool, cell_optimizer, run_cell
+    from harness.grid import Cell, GridSettings, cell_optimizer, run_cell
+    from harness.pool import ModelPool
     from tasks import get_task
 
     if reading is not None and reading not in READINGS:

@@ -50,15 +50,9 @@ def register(app: typer.Typer) -> None:
         command skips finished cells and resumes unfinished ones from their last completed step."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from harness.grid import (
-            Cell,
-            GridSettings,
-            GridStatus,
-            ModelPool,
-            parse_list,
-            parse_seeds,
-            run_grid,
-        )
+        from harness.grid import Cell, GridSettings, parse_list, parse_seeds, run_grid
+        from harness.pool import ModelPool
+        from harness.progress import GridStatus
 
         if reading is not None and reading not in READINGS:
             raise BenchError(f"unknown reading {reading!r}: use one of {', '.join(READINGS)}")

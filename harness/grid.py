@@ -2,10 +2,11 @@
 
 A cell is executed by one function, `run_cell(spec) -> record`, so cells can later be sent to a cluster:
 the spec (a frozen `RunSpec`, its hash the run id) is everything a worker needs. In one process, models are
-opened through a small `ModelPool`, so each model loads once however many cells use it; cells are ordered
-model by model and a model is released when its last cell is done. A backend whose models cannot be freed
-(vLLM: an engine lives as long as its process) runs each model's cells in a child process of its own instead
-(`harness.child`), which reports every cell's start and end, so progress and ETA look the same.
+opened through a small `ModelPool` (`harness.pool`), so each model loads once however many cells use it;
+cells are ordered model by model and a model is released when its last cell is done. A backend whose models
+cannot be freed (vLLM: an engine lives as long as its process) runs each model's cells in a child process of
+its own instead (`harness.child`), which reports every cell's start and end, so progress and ETA
+(`harness.progress`) look the same.
 
 Resuming is the run folder's job: a finished cell (summary.json present) is read back, an unfinished one
 continues from its last completed step (steps.jsonl, see `harness.run.run_optimize`). Ctrl-C or a crash
@@ -15,17 +16,17 @@ therefore loses at most the step in progress.
 from __future__ import annotations
 
 import dataclasses
-import gc
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.child import Send, import_function, needs_own_process, opener_for_child, run_in_child
+import harness.pool  # ModelPool is looked up there on every use, the one place tests replace it
+from harness.child import Send, needs_own_process, run_in_child
+from harness.progress import Board, GridStatus
 from harness.records import RunFolder
 from harness.run import DEFAULT_RESULTS, run_optimize
-from harness.types import BenchError, Generator, PromptPosition, RunSpec
+from harness.types import BenchError, PromptPosition, RunSpec
 
 # What every method of a grid shares under a preset (fair comparison): the reasoning length and the prompt
 # position. cpu: smollm2-135m writes reasoning only when the instruction comes before the question (mean
@@ -69,6 +70,22 @@ class GridSettings:
             raise BenchError("--limit must be at least 1")
 
 
+@dataclass(frozen=True)
+class OptimizerEndpoint:
+    """Where the optimizer LLM runs, when not on the task model's backend. Recorded in the spec only when
+    it differs from the default, so the run ids of plain local runs stay the same."""
+
+    backend: str = "hf"
+    base_url: str | None = None
+
+    def extra(self) -> dict[str, Any]:
+        return {} if self.backend == "hf" else {"optimizer_backend": self.backend, "base_url": self.base_url}
+
+    @classmethod
+    def of(cls, spec: RunSpec) -> OptimizerEndpoint:
+        return cls(spec.extra.get("optimizer_backend", "hf"), spec.extra.get("base_url"))
+
+
 @dataclass(frozen=True, kw_only=True)
 class Cell:
     method: str
@@ -97,107 +114,6 @@ def make_cells(methods: Sequence[str], tasks: Sequence[str], models: Sequence[st
     return [Cell(method=me, task=t, model=mo, seed=s) for mo in models for s in seeds for t in tasks for me in methods]
 
 
-# ------------------------------------------------------------------------------------------ models
-
-
-Opener = Callable[[str, str, str], Generator]  # (model, backend, dtype) -> Generator
-
-
-@dataclass(frozen=True)
-class OptimizerEndpoint:
-    """Where the optimizer LLM runs, when not on the task model's backend. Recorded in the spec only when
-    it differs from the default, so the run ids of plain local runs stay the same."""
-
-    backend: str = "hf"
-    base_url: str | None = None
-
-    def extra(self) -> dict[str, Any]:
-        return {} if self.backend == "hf" else {"optimizer_backend": self.backend, "base_url": self.base_url}
-
-    @classmethod
-    def of(cls, spec: RunSpec) -> OptimizerEndpoint:
-        return cls(spec.extra.get("optimizer_backend", "hf"), spec.extra.get("base_url"))
-
-
-class ModelPool:
-    """Opens each (model, backend, dtype) once per process and hands out the same generator afterwards.
-
-    `opener` defaults to `open_generator` (HF weights, wrapped in the response cache); tests pass scripted
-    generators, as a function or as "module:function" (which a child process can import too).
-    `device` is the torch device of every HF model the default opener loads (None: cuda, else mps, else cpu).
-    `release(model)` drops a model and frees its weights.
-    """
-
-    def __init__(
-        self, *, opener: Opener | str | None = None, cache: bool = True, threads: int | None = None, batch_size: int = 8,
-        device: str | None = None,
-    ) -> None:
-        self.opener = opener  # as given
-        self._opener = import_function(opener) if isinstance(opener, str) else opener
-        self.cache, self.threads, self.batch_size, self.device = cache, threads, batch_size, device
-        self._open: dict[tuple[str, str, str], Generator] = {}
-        self._gradient: dict[tuple[str, str], Any] = {}
-        self.loads: list[tuple[str, str, str]] = []  # what was opened, in order (tests read it)
-
-    def generator(self, model: str, *, backend: str = "hf", dtype: str = "float32", base_url: str | None = None) -> Generator:
-        key = (model, backend, dtype)
-        if key not in self._open:
-            if self._opener is not None:
-                self._open[key] = self._opener(model, backend, dtype)
-            else:
-                from harness.backends import open_generator
-
-                self._open[key] = open_generator(
-                    model, backend=backend, dtype=dtype, threads=self.threads, batch_size=self.batch_size, cache=self.cache,
-                    base_url=base_url, device=self.device,
-                )
-            self.loads.append(key)
-        return self._open[key]
-
-    def gradient_model(self, model: str, *, dtype: str = "float32") -> Any:
-        """The HF model object itself (GReaTer's gradients), sharing the weights loaded for decoding."""
-        key = (model, dtype)
-        if key not in self._gradient:
-            gen = self.generator(model, backend="hf", dtype=dtype)
-            inner = getattr(gen, "inner", gen)  # a CachedGenerator wraps the HFGenerator
-            if not hasattr(inner, "model"):
-                raise BenchError(
-                    f"model {model!r} has no Hugging Face weights in this process: gradient methods need backend hf"
-                )
-            self._gradient[key] = inner
-        return self._gradient[key]
-
-    def release(self, model: str) -> None:
-        """Forget every generator of `model` and free its weights (the next use loads it again)."""
-        for key in [k for k in self._open if k[0] == model]:
-            _free_weights(self._open.pop(key))
-        for key in [k for k in self._gradient if k[0] == model]:
-            del self._gradient[key]
-        gc.collect()
-
-    def close(self) -> None:
-        for model in {k[0] for k in self._open}:
-            self.release(model)
-
-    def child_settings(self) -> dict[str, Any]:
-        """The arguments of an equal pool in a child process (JSON)."""
-        return {"opener": opener_for_child(self.opener), "cache": self.cache, "threads": self.threads,
-                "batch_size": self.batch_size, "device": self.device}
-
-
-def _free_weights(gen: Any) -> None:
-    """Drop the HF backend's process-wide reference to these weights, if it holds one."""
-    inner = getattr(gen, "inner", gen)
-    model = getattr(inner, "model", None)
-    if model is None:
-        return
-    try:
-        from harness.backends import hf
-    except ImportError:  # pragma: no cover - torch missing: no HF weights either
-        return
-    hf.unload(model)
-
-
 # ------------------------------------------------------------------------------------------ one cell
 
 
@@ -215,7 +131,7 @@ def cell_optimizer(spec: RunSpec) -> Any:
 def run_cell(
     spec: RunSpec,
     *,
-    pool: ModelPool | None = None,
+    pool: harness.pool.ModelPool | None = None,
     data_dir: str | Path | None = None,
     out: str | Path = DEFAULT_RESULTS,
     progress: Callable[[str], None] | None = None,
@@ -231,7 +147,7 @@ def run_cell(
     if folder.finished:
         return folder.summary()
     own = pool is None
-    pool = pool or ModelPool()
+    pool = pool or harness.pool.ModelPool()
     try:
         optimizer = cell_optimizer(spec)
         task_model = pool.generator(spec.model, backend=spec.backend, dtype=spec.dtype)
@@ -256,53 +172,6 @@ def run_cell(
 # ------------------------------------------------------------------------------------------ the grid
 
 
-@dataclass(frozen=True, kw_only=True)
-class GridStatus:
-    """What a progress display shows; sent on every event."""
-
-    event: str  # "skip" (already finished), "start", "finish", "fail" or "end"
-    cell: Cell | None
-    index: int  # 0-based index of `cell` in the grid
-    total: int
-    done: int  # cells finished (including skipped ones)
-    failed: int
-    running: int  # 0 or 1
-    left: int  # cells not started yet
-    elapsed: float  # seconds since the grid started
-    eta_seconds: float | None  # None until a cell has been computed in this process
-    record: Mapping[str, Any] | None = None
-    error: str | None = None
-
-    def line(self) -> str:
-        eta = "?" if self.eta_seconds is None else format_seconds(self.eta_seconds)
-        return f"{self.done}/{self.total} done, {self.running} running, {self.left} left, {self.failed} failed; ETA {eta}"
-
-
-def format_seconds(s: float) -> str:
-    s = round(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-def estimate_eta(
-    durations: Mapping[str, Sequence[float]], remaining: Iterable[str], running: tuple[str, float] | None = None
-) -> float | None:
-    """Seconds left: each remaining cell takes the mean wall time of finished cells of its method (or of
-    all finished cells for a method not seen yet); the running cell its estimate minus its elapsed time."""
-    every = [d for ds in durations.values() for d in ds]
-    if not every:
-        return None
-    overall = sum(every) / len(every)
-
-    def guess(method: str) -> float:
-        ds = durations.get(method) or ()
-        return sum(ds) / len(ds) if ds else overall
-
-    eta = sum(guess(m) for m in remaining)
-    if running is not None:
-        eta += max(0.0, guess(running[0]) - running[1])
-    return eta
-
-
 CellRunner = Callable[..., dict[str, Any]]
 
 
@@ -316,7 +185,7 @@ def run_grid(
     settings: GridSettings | None = None,
     data_dir: str | Path | None = None,
     out: str | Path = DEFAULT_RESULTS,
-    pool: ModelPool | None = None,
+    pool: harness.pool.ModelPool | None = None,
     on_status: Callable[[GridStatus], None] | None = None,
     progress: Callable[[Cell, str], None] | None = None,
     keep_going: bool = False,
@@ -353,11 +222,11 @@ def run_grid(
     cells = make_cells(list(methods), task_names, list(models), [int(s) for s in seeds])
     specs = [c.spec(settings) for c in cells]
     own = pool is None
-    pool = pool or ModelPool()
+    pool = pool or harness.pool.ModelPool()
     isolate = needs_own_process(settings.backend) if isolate is None else isolate
     if isolate:
         pool.child_settings()  # an opener function cannot reach a child: say so before anything runs
-    board = _Board(cells, specs, on_status or (lambda _s: None), progress)
+    board = Board(cells, specs, on_status or (lambda _s: None), progress)
     how = {"keep_going": keep_going, "data_dir": data_dir, "out": out}
     try:
         for model in dict.fromkeys(c.model for c in cells):
@@ -381,8 +250,8 @@ def run_grid(
 
 
 def run_cells(
-    specs: Sequence[RunSpec], pool: ModelPool, send: Send, *, keep_going: bool = False, runner: CellRunner = run_cell,
-    data_dir: str | Path | None = None, out: str | Path = DEFAULT_RESULTS,
+    specs: Sequence[RunSpec], pool: harness.pool.ModelPool, send: Send, *, keep_going: bool = False,
+    runner: CellRunner = run_cell, data_dir: str | Path | None = None, out: str | Path = DEFAULT_RESULTS,
 ) -> None:
     """Run `specs` one after another, telling `send` about the k-th: ["start", k], ["say", k, message] (the
     method's progress), then ["finish", k, record] or, with `keep_going`, ["fail", k, error] (without it the
@@ -400,7 +269,7 @@ def run_cells(
 
 
 def _run_cells_in_child(
-    model: str, specs: Sequence[RunSpec], pool: ModelPool, send: Send, *, keep_going: bool,
+    model: str, specs: Sequence[RunSpec], pool: harness.pool.ModelPool, send: Send, *, keep_going: bool,
     data_dir: str | Path | None, out: str | Path,
 ) -> None:
     """`run_cells` for the cells of `model` in a child process, so this process never loads it and everything
@@ -428,74 +297,12 @@ def _run_cells_in_child(
 
 def run_cells_job(job: dict[str, Any], send: Send) -> None:
     """The child's side of `_run_cells_in_child` (`python -m harness.child harness.grid:run_cells_job`)."""
-    pool = ModelPool(**job["pool"])
+    pool = harness.pool.ModelPool(**job["pool"])
     try:
         run_cells([RunSpec(**s) for s in job["specs"]], pool, send, keep_going=job["keep_going"],
                   data_dir=job["data_dir"], out=job["out"])
     finally:
         pool.close()
-
-
-class _Board:
-    """The grid's bookkeeping: every cell's record, the counts, wall times per method, and a `GridStatus` to
-    `notify` on every event. `listener(indices)` turns `run_cells` messages into those events."""
-
-    def __init__(self, cells: Sequence[Cell], specs: Sequence[RunSpec], notify: Callable[[GridStatus], None],
-                 progress: Callable[[Cell, str], None] | None) -> None:
-        self.cells, self.specs, self.notify, self.progress = cells, specs, notify, progress
-        self.records: list[dict[str, Any]] = [{} for _ in cells]
-        self.waiting = list(range(len(cells)))  # neither started nor skipped yet (what the ETA adds up)
-        self.running: tuple[int, float] | None = None  # (cell index, start time)
-        self.durations: dict[str, list[float]] = {}
-        self.done = self.failed = 0
-        self.t0 = time.perf_counter()
-
-    def skip(self, i: int, record: dict[str, Any]) -> None:
-        self.waiting.remove(i)
-        self.done += 1
-        self.records[i] = record
-        self._notify("skip", i, record=record)
-
-    def listener(self, indices: Sequence[int]) -> Send:
-        """A `run_cells` message handler for specs that are the cells `indices` of the grid."""
-
-        def on_message(message: list[Any]) -> None:
-            event, k, *rest = message
-            i = indices[k]
-            if event == "say":
-                if self.progress:
-                    self.progress(self.cells[i], rest[0])
-            elif event == "start":
-                self.waiting.remove(i)
-                self.running = (i, time.perf_counter())
-                self._notify("start", i)
-            elif event == "finish":
-                seconds = time.perf_counter() - self.running[1] if self.running else 0.0
-                self.durations.setdefault(self.cells[i].method, []).append(seconds)
-                self.done += 1
-                self.records[i], self.running = rest[0], None
-                self._notify("finish", i, record=rest[0])
-            else:  # "fail"
-                if i in self.waiting:  # never started: its model's child failed before
-                    self.waiting.remove(i)
-                self.failed += 1
-                self.records[i], self.running = {"run_id": self.specs[i].run_id, "error": rest[0]}, None
-                self._notify("fail", i, error=rest[0])
-
-        return on_message
-
-    def end(self) -> None:
-        self._notify("end", None)
-
-    def _notify(self, event: str, i: int | None, record: Any = None, error: str | None = None) -> None:
-        now = time.perf_counter()
-        cur = (self.cells[self.running[0]].method, now - self.running[1]) if self.running else None
-        eta = 0.0 if i is None else estimate_eta(self.durations, (self.cells[j].method for j in self.waiting), cur)
-        self.notify(GridStatus(
-            event=event, cell=None if i is None else self.cells[i], index=len(self.cells) - 1 if i is None else i,
-            total=len(self.cells), done=self.done, failed=self.failed, running=int(self.running is not None),
-            left=len(self.waiting), elapsed=now - self.t0, eta_seconds=eta, record=record, error=error,
-        ))
 
 
 def parse_seeds(text: str) -> list[int]:

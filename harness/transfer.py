@@ -25,7 +25,7 @@ from harness.run import DEFAULT_RESULTS, run_eval
 from harness.types import BenchError, RunSpec
 
 ProgressFn = Callable[[str, int, int], None]  # (target model, prompts done, prompts on this target)
-Opener = Callable[[str, str, str], Any]  # (model, backend, dtype) -> Generator, as harness.grid.ModelPool takes
+Opener = Callable[[str, str, str], Any]  # (model, backend, dtype) -> Generator, as harness.pool.ModelPool takes
 POOL_SETTINGS = ("threads", "batch_size", "device")  # what `pool` may set on the ModelPool of each target
 
 
@@ -82,7 +82,7 @@ def evaluate_on_model(
 ) -> list[dict[str, Any]]:
     """Score `specs` (all on `target`) with one model load in this process; finished ones are read back
     without loading it. `pool`: threads, batch_size and device of the model pool (`POOL_SETTINGS`)."""
-    from harness.grid import ModelPool
+    from harness.pool import ModelPool
 
     todo = [s for s in specs if not RunFolder(Path(out), s).finished]
     tick = progress or (lambda *_: None)

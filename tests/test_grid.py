@@ -30,14 +30,14 @@ from baselines.fixed import ZERO_SHOT_COT
 from harness.grid import (
     Cell,
     GridSettings,
-    ModelPool,
-    estimate_eta,
     make_cells,
     parse_seeds,
     run_cell,
     run_grid,
 )
 from harness.optimize import OPTIMIZERS
+from harness.pool import ModelPool
+from harness.progress import estimate_eta
 from harness.types import BenchError, PromptPosition
 
 METHODS = ["zs-cot", "fake-steps"]

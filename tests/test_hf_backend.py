@@ -182,7 +182,7 @@ def test_device_reaches_the_backend_and_the_records(monkeypatch, tmp_path):
     import json
 
     import harness.backends
-    from harness.grid import ModelPool
+    from harness.pool import ModelPool
     from harness.run import torch_device
 
     seen = []

@@ -129,18 +129,18 @@ def test_backend_override_changes_only_the_evaluations_backend(world):
 
 
 def test_device_threads_and_batch_size_reach_each_targets_model_pool(world, monkeypatch):
-    import harness.grid
+    import harness.pool
 
     results, _ = world
     settings = {"device": "cpu", "threads": 1, "batch_size": 3}
     pools = []
-    real_pool = harness.grid.ModelPool
+    real_pool = harness.pool.ModelPool
 
     def recording_pool(**kw):
         pools.append(kw)
         return real_pool(**kw)
 
-    monkeypatch.setattr(harness.grid, "ModelPool", recording_pool)
+    monkeypatch.setattr(harness.pool, "ModelPool", recording_pool)
     run_transfer(results, ["fake-c"], opener=OPENER, isolate=False, pool=settings)
     assert len(pools) == 1 and {k: pools[0][k] for k in settings} == settings
 
