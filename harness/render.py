@@ -13,9 +13,12 @@ from typing import Any
 
 import pandas as pd
 
+from harness.types import READINGS
+
 NOTE = (
     "Test accuracy (primary answer reading) with its 95% interval: a t interval over seeds when there are "
-    "several, else the run's bootstrap interval over test examples. Δ: paired difference to zero-shot CoT on the "
+    "several, else the run's bootstrap interval over test examples. greedy / options / fallback %: the same test "
+    "runs read the other ways (greedy is the paper's reading). Δ: paired difference to zero-shot CoT on the "
     "same test examples (percentage points). p: exact two-sided sign test of per-example correctness (averaged "
     "over common seeds; with one seed this is the exact McNemar test). Cost: mean per cell; tokens = task + "
     "optimizer model, in + out; calls = prompts sent to either model; wall = optimization time."
@@ -80,17 +83,34 @@ AVERAGE_COLUMNS = [
 TASK_COLUMNS = [("task", lambda r: r["task"], "task")] + [c for c in AVERAGE_COLUMNS if c[0] not in ("dev %", "calls")]
 
 
+def with_readings(cols: list, rows: pd.DataFrame) -> list:
+    """`cols` with, after the test accuracy, one column per other answer reading the rows have: the same test
+    runs read each way, so a likelihood-based primary is always seen beside the paper's greedy reading."""
+    primaries = set(rows["primary"].dropna()) if "primary" in rows else set()
+    extra = [
+        (f"{r} %", (lambda row, r=r: pct(row.get(f"{r}_accuracy"))), f"{r}_accuracy")
+        for r in READINGS
+        if f"{r}_accuracy" in rows and rows[f"{r}_accuracy"].notna().any() and primaries != {r}
+    ]
+    at = next(i for i, c in enumerate(cols) if c[2] == "accuracy") + 1
+    return cols[:at] + extra + cols[at:]
+
+
 def sections(board: pd.DataFrame) -> list[tuple[str, list, pd.DataFrame]]:
-    """(title, columns, rows) of each table: per (preset, model) the average over tasks, then per task."""
+    """(title, columns, rows) of each table: per (preset, model) the average over tasks, then per task. The
+    title names the primary reading when every row of the table shares it."""
     out: list[tuple[str, list, pd.DataFrame]] = []
     if board.empty:
         return out
     for (preset, model), g in board.groupby(["preset", "model"], sort=True):
         avg, tasks = g[g["task"] == "average"], g[g["task"] != "average"]
+        primaries = set(g["primary"].dropna()) if "primary" in g else set()
+        read = f" (test acc: {primaries.pop()} reading)" if len(primaries) == 1 else ""
         if not avg.empty:
-            out.append((f"{model}, preset {preset}: average over {int(avg['tasks'].max())} tasks", AVERAGE_COLUMNS, avg))
+            title = f"{model}, preset {preset}: average over {int(avg['tasks'].max())} tasks{read}"
+            out.append((title, with_readings(AVERAGE_COLUMNS, avg), avg))
         cols = TASK_COLUMNS if not avg.empty else [TASK_COLUMNS[0]] + AVERAGE_COLUMNS
-        out.append((f"{model}, preset {preset}: per task", cols, tasks))
+        out.append((f"{model}, preset {preset}: per task{read}", with_readings(cols, tasks), tasks))
     return out
 
 

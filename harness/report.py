@@ -10,8 +10,9 @@ every method of that (preset, model) has. Columns:
   bootstrap interval), dev_accuracy, zs_cot_in_cell (each cell's zero-shot-CoT test accuracy), n_test,
   delta_vs_zs_cot / delta_lo / delta_hi (paired bootstrap over the same test examples), p_vs_zs_cot and
   p_vs_greater (exact sign test of per-example correctness averaged over common seeds; with one seed this is
-  the exact McNemar test), tokens, calls, task_tokens, optimizer_tokens, forward_passes, backward_passes,
-  unparseable, wall_seconds (means per cell).
+  the exact McNemar test), primary (the reading `accuracy` uses), greedy_accuracy, options_accuracy and
+  fallback_accuracy (the same test runs read each way; NaN where a reading does not apply), tokens, calls,
+  task_tokens, optimizer_tokens, forward_passes, backward_passes, unparseable, wall_seconds (means per cell).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import pandas as pd
 
 from harness.records import read_jsonl
 from harness.stats import mean_interval, paired_bootstrap, sign_test, stratified_bootstrap_ci
-from harness.types import SCHEMA_VERSION, BenchError
+from harness.types import READINGS, SCHEMA_VERSION, BenchError
 
 REFERENCE = "zs-cot"
 BASELINE = "greater"
@@ -57,6 +58,7 @@ class CellRecord:
     zs_cot_accuracy: float | None = None
     cost: Mapping[str, float] = field(default_factory=dict)
     correct: Mapping[str, bool] = field(default_factory=dict)  # example id -> correct (primary reading)
+    readings: Mapping[str, float] = field(default_factory=dict)  # reading -> test accuracy (primary included)
     steps: tuple[Mapping[str, Any], ...] = ()
     source_run: str | None = None
 
@@ -125,6 +127,7 @@ def _load_record(folder: Path, steps: bool) -> CellRecord | None:
         primary=primary, dev_accuracy=summary.get("dev_accuracy") if optimize else None,
         zs_cot_accuracy=summary.get("zero_shot_cot_test_accuracy"), cost=summary.get("cost") or {},
         correct=correct, steps=step_rows, source_run=extra.get("source_run"),
+        readings={k: float(v["accuracy"]) for k, v in test["readings"].items() if v.get("accuracy") is not None},
     )
 
 
@@ -245,7 +248,10 @@ def _row(preset: str, model: str, task: str, method: str, here: Mapping, referen
     else:
         acc, (lo, hi) = runs[0].accuracy, runs[0].ci95
     row: dict[str, Any] = {"preset": preset, "model": model, "task": task, "method": method, "seeds": len(runs),
-                           "accuracy": acc, "ci_low": lo, "ci_high": hi, "n_test": runs[0].n}
+                           "accuracy": acc, "ci_low": lo, "ci_high": hi, "n_test": runs[0].n, "primary": runs[0].primary}
+    for reading in READINGS:  # every reading of the same test runs, beside the primary (the paper's is greedy)
+        got = [r.readings[reading] for r in runs if reading in r.readings]
+        row[f"{reading}_accuracy"] = float(np.mean(got)) if got else math.nan
     devs = [r.dev_accuracy for r in runs if r.dev_accuracy is not None]
     row["dev_accuracy"] = float(np.mean(devs)) if devs else math.nan
     zs = [r.zs_cot_accuracy for r in runs if r.zs_cot_accuracy is not None]
@@ -278,7 +284,9 @@ def _average_row(
         vectors = [list(here[(t, method)][s].correct.values()) for t in tasks] if s is not None else []
         ok = vectors and all(vectors)  # per-example files present for every task
         row["ci_low"], row["ci_high"] = stratified_bootstrap_ci(vectors) if ok else (math.nan, math.nan)
-    for col in ("dev_accuracy", "zs_cot_in_cell", "n_test", *COST_KEYS):
+    primaries = {r["primary"] for r in per_task}
+    row["primary"] = primaries.pop() if len(primaries) == 1 else "mixed"
+    for col in ("dev_accuracy", "zs_cot_in_cell", "n_test", *COST_KEYS, *(f"{r}_accuracy" for r in READINGS)):
         row[col] = float(np.nanmean([r[col] for r in per_task])) if any(not _nan(r[col]) for r in per_task) else math.nan
     for other, col in ((reference, "zs_cot"), (baseline, "greater")):
         pairs = [paired_diffs(here[(t, method)], here[(t, other)]) for t in tasks if other != method and (t, other) in here]

@@ -10,7 +10,7 @@ import re
 import signal
 import tempfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -164,13 +164,16 @@ def write_run(
     root: Path, *, method: str, task: str = "bbh:navigate", model: str = "m", seed: int = 0, correct: Sequence[bool],
     preset: str = "cpu", ci95: tuple[float, float] = (0.0, 1.0), zs: float | None = None, dev: float | None = None,
     cost: dict[str, float] | None = None, prompt: str = "p", source: RunSpec | None = None,
-    steps: Sequence[dict[str, Any]] = (), backend: str = "hf",
+    steps: Sequence[dict[str, Any]] = (), backend: str = "hf", other_readings: Mapping[str, float] | None = None,
 ) -> RunSpec:
-    """A finished run folder written by hand: optimize cell, or (with `source`) a transfer eval."""
+    """A finished run folder written by hand: optimize cell, or (with `source`) a transfer eval. The primary
+    reading is greedy; `other_readings` adds the test accuracy of other readings (options, fallback)."""
     acc = sum(correct) / len(correct)
     rows = [{"id": f"ex{i}", "greedy": "Yes", "greedy_correct": bool(c), "gold": "Yes"} for i, c in enumerate(correct)]
     test = {"accuracy": acc, "primary": "greedy", "n": len(rows),
             "readings": {"greedy": {"accuracy": acc, "n": len(rows), "ci95": list(ci95), "invalid": 0.0}}}
+    for name, value in (other_readings or {}).items():
+        test["readings"][name] = {"accuracy": value, "n": len(rows), "ci95": [0.0, 1.0], "invalid": 0.0}
     if source is None:
         spec = RunSpec(kind="optimize", task=task, model=model, method=method, seed=seed, backend=backend,
                        extra={"preset": preset, "budget": None, "optimizer_model": model})

@@ -157,6 +157,26 @@ def test_markdown_and_csv(results):
     assert csv.splitlines()[0].startswith("preset,model,task,method,") and len(csv.splitlines()) == len(board) + 1
 
 
+def test_other_readings_are_reported_beside_the_primary(tmp_path):
+    """Every reading of the same test runs gets a column: mean over seeds, averaged over tasks, in md and html."""
+    for s, (opt, fb) in enumerate(((0.6, 0.2), (0.8, 0.4))):
+        write_run(tmp_path, method="greater", task=T1, seed=s, correct=[1, 0], other_readings={"options": opt, "fallback": fb})
+    write_run(tmp_path, method="greater", task=T2, seed=0, correct=[0, 0], other_readings={"options": 0.5})
+    write_run(tmp_path, method="greater", task=T2, seed=1, correct=[0, 0], other_readings={"options": 0.3})
+    board = report.leaderboard(report.load_records(tmp_path))
+    g1, g2, avg = _row(board, T1, "greater"), _row(board, T2, "greater"), _row(board, "average", "greater")
+    assert g1["primary"] == "greedy" and g1["greedy_accuracy"] == pytest.approx(0.5) == g1["accuracy"]
+    assert (g1["options_accuracy"], g1["fallback_accuracy"]) == pytest.approx((0.7, 0.3))
+    assert g2["options_accuracy"] == pytest.approx(0.4) and math.isnan(g2["fallback_accuracy"])
+    assert (avg["options_accuracy"], avg["fallback_accuracy"], avg["primary"]) == (pytest.approx(0.55), pytest.approx(0.3), "greedy")
+    md = render.to_markdown(board)
+    assert "average over 2 tasks (test acc: greedy reading)" in md and "greedy %" not in md  # the primary is not repeated
+    assert "| method | test acc % [95% CI] | options % | fallback % | Δ vs zs-cot |" in md
+    assert "| bbh:navigate | greater | 50.0 [50-50] | 70.0 | 30.0 |" in md and "| 0.0 [0-0] | 40.0 | - |" in md
+    page = render.to_html(board)
+    assert '<th class="t">method</th><th class="">test acc % [95% CI]</th><th class="">options %</th><th class="">fallback %</th>' in page
+
+
 def test_html_page_is_self_contained(results):
     records = report.load_records(results)
     page = render.page(records)
