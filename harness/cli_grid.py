@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
             raise BenchError(f"no finished runs in {results}: run `bench run` first")
         board = report.leaderboard(records)
         if format == "md":
-            text = render.to_markdown(board, report.transfer_matrices(records))
+            text = render.to_markdown(board, report.transfer_matrices(records), report.transfer_leaderboard(records))
         elif format == "csv":
             text = render.to_csv(board)
         else:

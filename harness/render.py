@@ -114,17 +114,17 @@ def sections(board: pd.DataFrame) -> list[tuple[str, list, pd.DataFrame]]:
     return out
 
 
-def to_markdown(board: pd.DataFrame, transfer: Mapping[tuple[str, str], pd.DataFrame] | None = None) -> str:
+def to_markdown(
+    board: pd.DataFrame, transfer: Mapping[tuple[str, str], pd.DataFrame] | None = None,
+    transfer_board: pd.DataFrame | None = None,
+) -> str:
+    """The leaderboard's tables, then the transfer matrices, then the transferred prompts' own tables
+    (`harness.report.transfer_leaderboard`: "source -> target" in place of the model)."""
     if board.empty:
         return "No finished runs.\n"
     parts = []
     for title, cols, rows in sections(board):
-        parts.append(f"### {title}\n")
-        parts.append("| " + " | ".join(h for h, _, _ in cols) + " |")
-        parts.append("|" + "|".join("---" if h in ("method", "task") else "---:" for h, _, _ in cols) + "|")
-        for _, r in rows.iterrows():
-            parts.append("| " + " | ".join(f(r).replace("|", "\\|") for _, f, _ in cols) + " |")
-        parts.append("")
+        parts += [f"### {title}\n", *_md_table(cols, rows)]
     for (preset, method), m in (transfer or {}).items():
         parts.append(f"### transfer: {method} (preset {preset}), test accuracy % averaged over tasks\n")
         parts.append("| optimized on \\ evaluated on | " + " | ".join(map(str, m.columns)) + " |")
@@ -132,8 +132,17 @@ def to_markdown(board: pd.DataFrame, transfer: Mapping[tuple[str, str], pd.DataF
         for src, r in m.iterrows():
             parts.append(f"| {src} | " + " | ".join(pct(v) for v in r) + " |")
         parts.append("")
+    for title, cols, rows in sections(transfer_board if transfer_board is not None else pd.DataFrame()):
+        parts += [f"### transfer {title}\n", *_md_table(cols, rows)]
     parts.append(NOTE)
     return "\n".join(parts) + "\n"
+
+
+def _md_table(cols: Sequence[tuple[str, Any, str]], rows: pd.DataFrame) -> list[str]:
+    out = ["| " + " | ".join(h for h, _, _ in cols) + " |",
+           "|" + "|".join("---" if h in ("method", "task") else "---:" for h, _, _ in cols) + "|"]
+    out += ["| " + " | ".join(f(r).replace("|", "\\|") for _, f, _ in cols) + " |" for _, r in rows.iterrows()]
+    return [*out, ""]
 
 
 def to_csv(board: pd.DataFrame) -> str:
@@ -199,8 +208,10 @@ def to_html(
     transfer: Mapping[tuple[str, str], pd.DataFrame] | None = None,
     prompts: pd.DataFrame | None = None,
     title: str = "greater-bench leaderboard",
+    transfer_board: pd.DataFrame | None = None,
 ) -> str:
-    """One self-contained page: the tables (click a header to sort), transfer matrices, prompts, plots."""
+    """One self-contained page: the tables (click a header to sort), transfer matrices and the transferred
+    prompts' tables, prompts, plots."""
     e = html.escape
     parts = [f"<h1>{e(title)}</h1>", f'<p class="note">{e(NOTE)}</p>']
     if board.empty:
@@ -213,6 +224,8 @@ def to_html(
         cols = [("optimized on", lambda r: str(r["optimized on"]), "optimized on")]
         cols += [(str(c), (lambda r, c=c: pct(r[c])), c) for c in m.columns]
         parts.append(html_table(cols, df, left=("optimized on",)))
+    for name, cols, rows in sections(transfer_board if transfer_board is not None else pd.DataFrame()):
+        parts += [f"<h2>transfer {e(name)}</h2>", html_table(cols, rows)]
     if prompts is not None and not prompts.empty:
         parts.append("<h2>optimized prompts</h2>")
         cols = [(c, (lambda r, c=c: pct(r[c]) if c == "accuracy" else str(r[c])), c) for c in prompts.columns]
@@ -245,4 +258,5 @@ def page(records: Sequence[Any], *, with_plots: bool = True, title: str = "great
             plots["optimization curves"] = P.png(P.optimization_curves(c))
         for (preset, method), m in transfer.items():
             plots[f"transfer: {method} (preset {preset})"] = P.png(P.transfer_heatmap(m, f"{method} ({preset})"))
-    return to_html(board, plots=plots, transfer=transfer, prompts=report.prompts_table(records), title=title)
+    return to_html(board, plots=plots, transfer=transfer, prompts=report.prompts_table(records), title=title,
+                   transfer_board=report.transfer_leaderboard(records))

@@ -17,6 +17,7 @@ every method of that (preset, model) has. Columns:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import defaultdict
@@ -384,6 +385,26 @@ def transfer_matrices(records: Iterable[CellRecord]) -> dict[tuple[str, str], pd
         cols = [c for c in rows if c in m.columns] + sorted(c for c in m.columns if c not in rows)  # diagonal first
         out[(preset, method)] = m.loc[rows, cols]
     return out
+
+
+def transfer_leaderboard(records: Iterable[CellRecord]) -> pd.DataFrame:
+    """The leaderboard of transferred prompts, keyed by (preset, "source -> target", task, method): every
+    prompt optimized on the source model scored on the target, with the same statistics as `leaderboard`
+    (interval, Δ and p vs zero-shot CoT and vs GReaTer on the target's test examples; other readings). The
+    cost columns are the source's optimization (what the prompt cost to make); dev accuracy is left out (it
+    was measured on the source model)."""
+    records = list(records)
+    made = {r.run_id: r for r in records if r.kind == "optimize"}
+    moved = []
+    for r in records:
+        if r.kind != "eval" or r.source_run is None:
+            continue
+        src = made.get(r.source_run)
+        moved.append(dataclasses.replace(
+            r, kind="optimize", model=f"{r.source_model} -> {r.model}", cost=src.cost if src else {},
+            dev_accuracy=None, zs_cot_accuracy=None,
+        ))
+    return leaderboard(moved)
 
 
 def prompts_table(records: Iterable[CellRecord]) -> pd.DataFrame:

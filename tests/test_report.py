@@ -267,6 +267,32 @@ def test_transfer_matrix(tmp_path, monkeypatch):
     assert "### transfer: greater (preset cpu)" in md and f"| fake-b | {100 * weak_on_a:.1f} | 25.0 |" in md
 
 
+def test_transfer_leaderboard_compares_prompts_on_the_target_model(tmp_path):
+    """Prompts optimized on model a and scored on model b: their own table, whose reference is the zero-shot-CoT
+    prompt scored on b, with p-values on b's test examples and the source's optimization cost."""
+    zs = write_run(tmp_path, method="zs-cot", model="a", correct=ZS)
+    gr = write_run(tmp_path, method="greater", model="a", correct=GREATER[0], cost=COST, dev=0.9)
+    write_run(tmp_path, method="zs-cot", model="b", source=zs, correct=[0] * 10, prompt="Let's think step by step.")
+    on_b = [1, 1, 1, 1, 1, 0, 0, 0, 0, 0]  # 5 better than zs-cot on b, none worse
+    write_run(tmp_path, method="greater", model="b", source=gr, correct=on_b, prompt="p",
+              other_readings={"options": 0.9})
+    records = report.load_records(tmp_path)
+    board = report.transfer_leaderboard(records)
+    assert set(board["model"]) == {"a -> b"} and set(board["method"]) == {"zs-cot", "greater"}
+    g = _row(board, T1, "greater")
+    assert g["accuracy"] == pytest.approx(0.5) and g["delta_vs_zs_cot"] == pytest.approx(0.5)
+    assert g["p_vs_zs_cot"] == pytest.approx(mcnemar_exact(5, 0)) == pytest.approx(2 / 32)
+    assert (g["tokens"], g["calls"], g["wall_seconds"]) == (150, 12, 60)  # what the prompt cost to make, on a
+    assert math.isnan(g["dev_accuracy"]) and g["options_accuracy"] == pytest.approx(0.9)
+    # the optimize cells keep their own leaderboard: a on a only
+    assert set(report.leaderboard(records)["model"]) == {"a"}
+    md = render.to_markdown(report.leaderboard(records), report.transfer_matrices(records), board)
+    assert "### transfer a -> b, preset cpu: per task (test acc: greedy reading)" in md
+    assert "| bbh:navigate | greater | 50.0 [0-100] | 90.0 | +50.0 | 0.062 | - | - | 150 | 12 | 1m00s | 1 |" in md
+    page = render.page(records, with_plots=False)
+    assert "<h2>transfer a -&gt; b, preset cpu: per task (test acc: greedy reading)</h2>" in page
+
+
 def test_paired_correctness_survives_without_predictions_file(tmp_path):
     """predictions.jsonl stays out of git; summary.json's compact copy keeps paired tests possible."""
     from harness.records import RunFolder
