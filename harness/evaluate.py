@@ -12,6 +12,7 @@ All three are reported side by side; the primary one is `options` for closed set
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,9 +51,12 @@ class ReadingResult:
     ci_low: float
     ci_high: float
     invalid: float  # share of examples with no valid answer under this reading
+    top_answer: str | None = None  # the answer this reading gives most often
+    top_share: float = float("nan")  # ... and the share of examples it gives it on (near 1: a constant answer)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"accuracy": self.accuracy, "n": self.n, "ci95": [self.ci_low, self.ci_high], "invalid": self.invalid}
+        return {"accuracy": self.accuracy, "n": self.n, "ci95": [self.ci_low, self.ci_high], "invalid": self.invalid,
+                "top_answer": self.top_answer, "top_share": self.top_share}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +72,7 @@ class EvalResult:
     mean_reasoning_tokens: float
     seconds: float
     notes: list[str] = field(default_factory=list)
+    majority: dict[str, Any] | None = None  # `majority_class` of the examples (closed answer sets)
 
     @property
     def accuracy(self) -> float:
@@ -87,6 +92,7 @@ class EvalResult:
             "mean_reasoning_tokens": self.mean_reasoning_tokens,
             "seconds": round(self.seconds, 2),
             "notes": self.notes,
+            "majority": self.majority,
         }
 
 
@@ -111,13 +117,23 @@ def _generate(generator: Generator, prompts: list, params: GenParams, tick: Prog
     return out
 
 
-def _reading(correct: list[bool], invalid: list[bool]) -> ReadingResult:
+def _reading(correct: list[bool], invalid: list[bool], preds: list[str | None]) -> ReadingResult:
     lo, hi = bootstrap_ci(correct)
     n = len(correct)
+    top = Counter(p for p in preds if p is not None).most_common(1)
     return ReadingResult(
         accuracy=sum(correct) / n if n else float("nan"), n=n, ci_low=lo, ci_high=hi,
         invalid=sum(invalid) / n if n else float("nan"),
+        top_answer=top[0][0] if top else None, top_share=top[0][1] / n if top else float("nan"),
     )
+
+
+def majority_class(task: Task, examples: Sequence[Example]) -> dict[str, Any] | None:
+    """The most frequent gold answer of a closed answer set and its share: the accuracy of always giving it."""
+    if not examples or any(not task.options_for(ex) for ex in examples):
+        return None
+    answer, count = Counter(ex.target for ex in examples).most_common(1)[0]
+    return {"answer": answer, "accuracy": count / len(examples)}
 
 
 def evaluate(
@@ -161,7 +177,7 @@ def evaluate(
                 k += m
     tick("answers", len(prompts), len(prompts))
 
-    records, per_reading = [], {r: ([], []) for r in READINGS}
+    records, per_reading = [], {r: ([], [], []) for r in READINGS}
     for i, ex in enumerate(examples):
         opts = task.options_for(ex)
         preds: dict[str, str | None] = {
@@ -188,6 +204,7 @@ def evaluate(
             rec[f"{name}_correct"] = ok
             per_reading[name][0].append(ok)
             per_reading[name][1].append(pred is None)
+            per_reading[name][2].append(pred)
         records.append(rec)
 
     readings = {r: _reading(*per_reading[r]) for r in READINGS if per_reading[r][0]}
@@ -198,6 +215,12 @@ def evaluate(
         primary = "greedy"
     if readings.get("greedy") and readings["greedy"].invalid == 1.0 and examples:
         notes.append(f"{task.name}: no parseable answer after the extractor on any example (greedy reading)")
+    majority = majority_class(task, examples)
+    main = readings[primary]
+    if len(examples) >= 10 and main.top_share >= 0.95:
+        base = f"; always giving the majority class scores {majority['accuracy']:.0%}" if majority else ""
+        notes.append(f"{task.name}: the {primary} reading answers {main.top_answer!r} on {main.top_share:.0%} of "
+                     f"examples, so its accuracy is mostly that answer's share of the labels{base}")
 
     gens = list(reasoning) + list(answers)
     tokens_in = sum(g.prompt_tokens for g in gens)
@@ -217,4 +240,5 @@ def evaluate(
         mean_reasoning_tokens=(sum(r["reasoning_tokens"] for r in records) / n) if n else 0.0,
         seconds=time.perf_counter() - t0,
         notes=notes,
+        majority=majority,
     )

@@ -36,6 +36,7 @@ from harness.types import READINGS, SCHEMA_VERSION, BenchError
 REFERENCE = "zs-cot"
 BASELINE = "greater"
 IN_CELL = "zs-cot (in-cell)"  # the reference row built from each cell's zero_shot_cot_test_accuracy
+MAJORITY = "majority class"  # always giving the test split's most frequent answer (closed answer sets)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +61,7 @@ class CellRecord:
     cost: Mapping[str, float] = field(default_factory=dict)
     correct: Mapping[str, bool] = field(default_factory=dict)  # example id -> correct (primary reading)
     readings: Mapping[str, float] = field(default_factory=dict)  # reading -> test accuracy (primary included)
+    majority: float | None = None  # accuracy of always giving the test split's most frequent answer
     steps: tuple[Mapping[str, Any], ...] = ()
     source_run: str | None = None
 
@@ -129,6 +131,7 @@ def _load_record(folder: Path, steps: bool) -> CellRecord | None:
         zs_cot_accuracy=summary.get("zero_shot_cot_test_accuracy"), cost=summary.get("cost") or {},
         correct=correct, steps=step_rows, source_run=extra.get("source_run"),
         readings={k: float(v["accuracy"]) for k, v in test["readings"].items() if v.get("accuracy") is not None},
+        majority=(test.get("majority") or {}).get("accuracy"),
     )
 
 
@@ -161,8 +164,8 @@ def cost_summary(cost: Mapping[str, float]) -> dict[str, float]:
 
 
 def method_order(methods: Iterable[str]) -> list[str]:
-    """The reference first, then GReaTer, then the rest alphabetically."""
-    rank = {REFERENCE: 0, IN_CELL: 1, BASELINE: 2}
+    """The majority class and the zero-shot-CoT reference first, then GReaTer, then the rest alphabetically."""
+    rank = {MAJORITY: -1, REFERENCE: 0, IN_CELL: 1, BASELINE: 2}
     return sorted(set(methods), key=lambda m: (rank.get(m, 3), m))
 
 
@@ -210,7 +213,13 @@ def leaderboard(records: Iterable[CellRecord], *, reference: str = REFERENCE, ba
         here = {k[2:]: v for k, v in groups.items() if k[:2] == (preset, model)}
         tasks = sorted({t for t, _ in here})
         methods = method_order(m for _, m in here)
+        majority: dict[str, float] = {}
         for task in tasks:
+            shares = {r.majority for (t, _m), by in here.items() if t == task for r in by.values() if r.majority is not None}
+            if len(shares) == 1:  # one test split (different limits or splits: no single majority row)
+                majority[task] = shares.pop()
+                rows.append({"preset": preset, "model": model, "task": task, "method": MAJORITY, "seeds": 1,
+                             "accuracy": majority[task], "ci_low": math.nan, "ci_high": math.nan})
             for method in methods:
                 if (task, method) in here:
                     rows.append(_row(preset, model, task, method, here, reference, baseline))
@@ -222,6 +231,10 @@ def leaderboard(records: Iterable[CellRecord], *, reference: str = REFERENCE, ba
                                  "accuracy": float(np.mean(cellref)), "ci_low": math.nan, "ci_high": math.nan})
         common = [t for t in tasks if all((t, m) in here for m in methods)]
         if len(tasks) > 1 and common:
+            if all(t in majority for t in common):
+                rows.append({"preset": preset, "model": model, "task": "average", "method": MAJORITY, "tasks": len(common),
+                             "seeds": 1, "accuracy": float(np.mean([majority[t] for t in common])),
+                             "ci_low": math.nan, "ci_high": math.nan})
             for method in methods:
                 rows.append(_average_row(preset, model, method, common, here, reference, baseline))
             task_rows = [r for r in rows if (r["preset"], r["model"], r["method"]) == (preset, model, IN_CELL)

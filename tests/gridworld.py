@@ -165,6 +165,7 @@ def write_run(
     preset: str = "cpu", ci95: tuple[float, float] = (0.0, 1.0), zs: float | None = None, dev: float | None = None,
     cost: dict[str, float] | None = None, prompt: str = "p", source: RunSpec | None = None,
     steps: Sequence[dict[str, Any]] = (), backend: str = "hf", other_readings: Mapping[str, float] | None = None,
+    majority: float | None = None,
 ) -> RunSpec:
     """A finished run folder written by hand: optimize cell, or (with `source`) a transfer eval. The primary
     reading is greedy; `other_readings` adds the test accuracy of other readings (options, fallback)."""
@@ -172,6 +173,8 @@ def write_run(
     rows = [{"id": f"ex{i}", "greedy": "Yes", "greedy_correct": bool(c), "gold": "Yes"} for i, c in enumerate(correct)]
     test = {"accuracy": acc, "primary": "greedy", "n": len(rows),
             "readings": {"greedy": {"accuracy": acc, "n": len(rows), "ci95": list(ci95), "invalid": 0.0}}}
+    if majority is not None:
+        test["majority"] = {"answer": "Yes", "accuracy": majority}
     for name, value in (other_readings or {}).items():
         test["readings"][name] = {"accuracy": value, "n": len(rows), "ci95": [0.0, 1.0], "invalid": 0.0}
     if source is None:

@@ -84,6 +84,42 @@ def test_three_readings_side_by_side(yes_no_task):
     assert set(rec) >= {"id", "input", "reasoning", "gold", "greedy", "options", "fallback", "options_correct"}
 
 
+def test_a_constant_answer_is_flagged_beside_the_majority_class(tmp_path):
+    golds = ["Yes", "No", "Yes", "No", "Yes", "No", "Yes", "Yes", "No", "Yes"]  # 6 Yes, 4 No
+    path = tmp_path / "yn.jsonl"
+    path.write_text("".join(json.dumps({"input": f"Question {i}: is it so?", "target": g}) + "\n" for i, g in enumerate(golds)))
+    yes_no_task = custom_task(path, answer_format="yes_no")
+    splits = yes_no_task.load()
+    examples = [*splits.train, *splits.dev, *splits.test]
+    assert len(examples) == 10
+
+    def reasoning(rendered):
+        n = int(rendered.split("Question ")[1].split(":")[0])
+        return f"So the answer is {'Yes' if n % 3 == 0 else 'No'}."  # Yes for questions 0, 3, 6, 9
+
+    gen = ScriptedGenerator(_script(reasoning, lambda r: "1"), loglik=lambda rendered, cont: float(cont.strip() == "No"))
+    res = evaluate(yes_no_task, examples, "Think.", gen, max_new_tokens=8)
+    assert res.majority == {"answer": "Yes", "accuracy": 0.6}
+    opt, fb, greedy = res.readings["options"], res.readings["fallback"], res.readings["greedy"]
+    assert (opt.top_answer, opt.top_share, opt.accuracy) == ("No", 1.0, 0.4)  # always "No": the No share
+    assert (fb.top_answer, fb.top_share) == ("No", 0.6)
+    assert greedy.top_answer is None and greedy.top_share != greedy.top_share  # nothing parseable: NaN
+    flagged = [n for n in res.notes if "answers 'No' on 100% of examples" in n]
+    assert len(flagged) == 1 and "majority class scores 60%" in flagged[0]
+    summary = res.summary()
+    assert summary["majority"] == {"answer": "Yes", "accuracy": 0.6}
+    assert summary["readings"]["options"]["top_answer"] == "No" and summary["readings"]["options"]["top_share"] == 1.0
+
+    varied = ScriptedGenerator(_script(reasoning, lambda r: "1"),
+                               loglik=lambda rendered, cont: float((cont.strip() == "Yes") == ("Question 1:" in rendered)))
+    res = evaluate(yes_no_task, examples, "Think.", varied, max_new_tokens=8)
+    assert res.readings["options"].top_share == 0.9 and not any("of examples, so" in n for n in res.notes)
+    gsm = get_task("gsm8k")
+    assert gsm.options_for(Example(id="1", input="1+1?", target="2")) == ()
+    from harness.evaluate import majority_class
+    assert majority_class(gsm, [Example(id="1", input="1+1?", target="2")]) is None  # open answers: no majority row
+
+
 def test_greedy_reading_and_missing_loglikelihood(yes_no_task):
     examples = list(yes_no_task.load().test)
     gen = ScriptedGenerator(_script(lambda r: "Hmm.", lambda r: " Yes"))  # no loglik: cannot score

@@ -267,6 +267,27 @@ def test_transfer_matrix(tmp_path, monkeypatch):
     assert "### transfer: greater (preset cpu)" in md and f"| fake-b | {100 * weak_on_a:.1f} | 25.0 |" in md
 
 
+def test_majority_class_reference_rows(tmp_path):
+    """Records that carry their test split's majority class give a reference row per task and on average;
+    records without it (older runs) or with disagreeing splits give none."""
+    for method in ("zs-cot", "greater"):
+        write_run(tmp_path, method=method, task=T1, correct=[1, 0], majority=0.58)
+        write_run(tmp_path, method=method, task=T2, correct=[1, 1], majority=0.6)
+        write_run(tmp_path, method=method, task=T1, model="old", correct=[1, 0])  # written before the field
+    write_run(tmp_path, method="zs-cot", task=T1, model="mixed", correct=[1, 0], majority=0.5)
+    write_run(tmp_path, method="greater", task=T1, model="mixed", correct=[1, 0], majority=0.7)
+    board = report.leaderboard(report.load_records(tmp_path))
+    assert _row(board, T1, report.MAJORITY)["accuracy"] == pytest.approx(0.58)
+    assert _row(board, "average", report.MAJORITY)["accuracy"] == pytest.approx(0.59)
+    for model in ("old", "mixed"):
+        assert report.MAJORITY not in set(board[board["model"] == model]["method"])
+    m = board[board["model"] == "m"]
+    assert list(m["method"][:3]) == [report.MAJORITY, "zs-cot", "greater"]  # the majority class leads
+    md = render.to_markdown(board)
+    assert "| majority class | 59.0 | - | - | - | - | - | - | - | 1 |" in md
+    assert "| bbh:navigate | majority class | 58.0 | - |" in md
+
+
 def test_transfer_leaderboard_compares_prompts_on_the_target_model(tmp_path):
     """Prompts optimized on model a and scored on model b: their own table, whose reference is the zero-shot-CoT
     prompt scored on b, with p-values on b's test examples and the source's optimization cost."""
