@@ -143,6 +143,7 @@ def register(app: typer.Typer) -> None:
 
         from harness.grid import parse_list
         from harness.render import pct
+        from harness.report import matrix_title
         from harness.transfer import run_transfer
 
         def progress(target: str, done: int, total: int) -> None:
@@ -157,7 +158,7 @@ def register(app: typer.Typer) -> None:
             pool={"threads": threads, "batch_size": batch_size, "device": device},
         )
         for (preset, method), m in matrices.items():
-            table = Table("optimized on \\ evaluated on", *map(str, m.columns), title=f"{method} (preset {preset}): test accuracy %, mean over tasks")
+            table = Table("optimized on \\ evaluated on", *map(str, m.columns), title=matrix_title(preset, method, m))
             for src, row in m.iterrows():
                 table.add_row(str(src), *(pct(v) for v in row))
             out.print(table)
@@ -186,7 +187,7 @@ def _save_plots(records: Any, board: Any, folder: Path) -> None:
     if not c.empty:
         P.save(P.optimization_curves(c), folder / "curves.png")
     for (preset, method), m in report.transfer_matrices(records).items():
-        P.save(P.transfer_heatmap(m, f"{method} ({preset})"), folder / f"transfer-{preset}-{method}.png")
+        P.save(P.transfer_heatmap(m, report.matrix_title(preset, method, m, short=True)), folder / f"transfer-{preset}-{method}.png")
 
 
 def _print_records(console: Any, records: list[dict[str, Any]]) -> None:

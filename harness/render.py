@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.report import matrix_title
 from harness.types import READINGS
 
 NOTE = (
@@ -126,7 +127,7 @@ def to_markdown(
     for title, cols, rows in sections(board):
         parts += [f"### {title}\n", *_md_table(cols, rows)]
     for (preset, method), m in (transfer or {}).items():
-        parts.append(f"### transfer: {method} (preset {preset}), test accuracy % averaged over tasks\n")
+        parts.append(f"### transfer: {matrix_title(preset, method, m)}\n")
         parts.append("| optimized on \\ evaluated on | " + " | ".join(map(str, m.columns)) + " |")
         parts.append("|---|" + "|".join("---:" for _ in m.columns) + "|")
         for src, r in m.iterrows():
@@ -219,7 +220,7 @@ def to_html(
     for name, cols, rows in sections(board):
         parts += [f"<h2>{e(name)}</h2>", html_table(cols, rows)]
     for (preset, method), m in (transfer or {}).items():
-        parts.append(f"<h2>transfer: {e(method)} (preset {e(preset)}), test accuracy % averaged over tasks</h2>")
+        parts.append(f"<h2>transfer: {e(matrix_title(preset, method, m))}</h2>")
         df = m.reset_index().rename(columns={"source_model": "optimized on"})
         cols = [("optimized on", lambda r: str(r["optimized on"]), "optimized on")]
         cols += [(str(c), (lambda r, c=c: pct(r[c])), c) for c in m.columns]
@@ -257,6 +258,6 @@ def page(records: Sequence[Any], *, with_plots: bool = True, title: str = "great
         if not c.empty:
             plots["optimization curves"] = P.png(P.optimization_curves(c))
         for (preset, method), m in transfer.items():
-            plots[f"transfer: {method} (preset {preset})"] = P.png(P.transfer_heatmap(m, f"{method} ({preset})"))
+            plots[f"transfer: {method} (preset {preset})"] = P.png(P.transfer_heatmap(m, matrix_title(preset, method, m, short=True)))
     return to_html(board, plots=plots, transfer=transfer, prompts=report.prompts_table(records), title=title,
                    transfer_board=report.transfer_leaderboard(records))

@@ -383,8 +383,11 @@ def transfer_table(records: Iterable[CellRecord]) -> pd.DataFrame:
 def transfer_matrices(records: Iterable[CellRecord]) -> dict[tuple[str, str], pd.DataFrame]:
     """(preset, method) -> source model x target model matrix of test accuracy averaged over tasks.
 
-    Only records that are part of a transfer (the target differs from the source somewhere) count: a
-    method without transfer runs has no matrix.
+    Every cell averages the same tasks: those that every (source, target) pair of the matrix has (its
+    `attrs["tasks"]`), so a source optimized on fewer tasks does not change what the others' cells mean. With
+    no task in common, each cell averages its own tasks (`attrs["tasks"]` is then empty). Only records that
+    are part of a transfer (the target differs from the source somewhere) count: a method without transfer
+    runs has no matrix.
     """
     table = transfer_table(records)
     out: dict[tuple[str, str], pd.DataFrame] = {}
@@ -392,12 +395,27 @@ def transfer_matrices(records: Iterable[CellRecord]) -> dict[tuple[str, str], pd
         if (g["source_model"] == g["target_model"]).all():
             continue
         per_task = g.pivot_table(index=["source_model", "target_model"], columns="task", values="accuracy")
-        mean = per_task.mean(axis=1).rename("accuracy").reset_index()
+        common = [t for t in per_task.columns if per_task[t].notna().all()]
+        mean = per_task[common or list(per_task.columns)].mean(axis=1).rename("accuracy").reset_index()
         m = mean.pivot(index="source_model", columns="target_model", values="accuracy")
         rows = sorted(m.index)
         cols = [c for c in rows if c in m.columns] + sorted(c for c in m.columns if c not in rows)  # diagonal first
-        out[(preset, method)] = m.loc[rows, cols]
+        m = m.loc[rows, cols]
+        m.attrs["tasks"] = common
+        out[(preset, method)] = m
     return out
+
+
+def matrix_title(preset: str, method: str, m: pd.DataFrame, *, short: bool = False) -> str:
+    """What a transfer matrix shows, naming the tasks its cells average (`short`: only how many, for plots)."""
+    tasks = m.attrs.get("tasks")
+    if not tasks:
+        over = "each pair averaged over its own tasks"
+    elif len(tasks) == 1:
+        over = f"on {tasks[0]}"
+    else:
+        over = f"averaged over {len(tasks)} tasks" + ("" if short else f" ({', '.join(tasks)})")
+    return f"{method} (preset {preset}), test accuracy % {over}"
 
 
 def transfer_leaderboard(records: Iterable[CellRecord]) -> pd.DataFrame:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from harness.child import Send, needs_own_process, opener_for_child, run_in_child
 from harness.records import RunFolder
-from harness.report import load_records, read_json_record, transfer_matrices, transfer_table
+from harness.report import load_records, matrix_title, read_json_record, transfer_matrices, transfer_table
 from harness.run import DEFAULT_RESULTS, run_eval
 from harness.types import BenchError, RunSpec
 
@@ -190,7 +190,9 @@ def _pool_settings(pool: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _order(m: pd.DataFrame, involved: set[str]) -> pd.DataFrame:
-    return m.loc[[i for i in m.index if i in involved], [c for c in m.columns if c in involved]]
+    out = m.loc[[i for i in m.index if i in involved], [c for c in m.columns if c in involved]]
+    out.attrs = dict(m.attrs)  # the tasks the cells average
+    return out
 
 
 def write_transfer(matrices: dict[tuple[str, str], pd.DataFrame], long: pd.DataFrame, report_dir: str | Path) -> list[Path]:
@@ -203,7 +205,7 @@ def write_transfer(matrices: dict[tuple[str, str], pd.DataFrame], long: pd.DataF
     for (preset, method), m in matrices.items():
         stem = root / f"transfer-{preset}-{method}"
         atomic_write_text(stem.with_suffix(".csv"), m.to_csv())
-        png = save(transfer_heatmap(m, f"{method} (preset {preset})"), stem.with_suffix(".png"))
+        png = save(transfer_heatmap(m, matrix_title(preset, method, m, short=True)), stem.with_suffix(".png"))
         paths += [stem.with_suffix(".csv"), png]
     atomic_write_text(root / "transfer-per-task.csv", long.to_csv(index=False))
     return paths + [root / "transfer-per-task.csv"]

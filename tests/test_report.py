@@ -314,6 +314,32 @@ def test_transfer_leaderboard_compares_prompts_on_the_target_model(tmp_path):
     assert "<h2>transfer a -&gt; b, preset cpu: per task (test acc: greedy reading)</h2>" in page
 
 
+def test_transfer_matrix_cells_average_the_same_tasks(tmp_path):
+    """Model b optimized on T1 only: every cell of the matrix averages T1 alone, the tasks are named, and the
+    per-task table keeps everything."""
+    a1 = write_run(tmp_path, method="greater", task=T1, model="a", correct=[1, 0])
+    a2 = write_run(tmp_path, method="greater", task=T2, model="a", correct=[1, 1])
+    b1 = write_run(tmp_path, method="greater", task=T1, model="b", correct=[0, 0, 0, 1])
+    write_run(tmp_path, method="greater", task=T1, model="b", source=a1, correct=[1, 1, 1, 1])
+    write_run(tmp_path, method="greater", task=T2, model="b", source=a2, correct=[0, 0, 0, 0])
+    write_run(tmp_path, method="greater", task=T1, model="a", source=b1, correct=[0, 0])
+    records = report.load_records(tmp_path)
+    m = report.transfer_matrices(records)[("cpu", "greater")]
+    assert m.attrs["tasks"] == [T1]
+    assert (m.loc["a", "a"], m.loc["a", "b"], m.loc["b", "a"], m.loc["b", "b"]) == (0.5, 1.0, 0.0, 0.25)
+    assert len(report.transfer_table(records)) == 6  # T2 is still in the per-task table
+    assert report.matrix_title("cpu", "greater", m) == f"greater (preset cpu), test accuracy % on {T1}"
+    md = render.to_markdown(report.leaderboard(records), report.transfer_matrices(records))
+    assert f"### transfer: greater (preset cpu), test accuracy % on {T1}" in md
+
+    b2 = write_run(tmp_path, method="greater", task=T2, model="b", correct=[1, 1])  # b optimized on T2 too ...
+    write_run(tmp_path, method="greater", task=T2, model="a", source=b2, correct=[1, 1])  # ... and scored on a
+    m2 = report.transfer_matrices(report.load_records(tmp_path))[("cpu", "greater")]
+    assert m2.attrs["tasks"] == sorted([T1, T2]) and m2.loc["b", "a"] == pytest.approx(0.5)  # (0 + 1) / 2
+    assert "averaged over 2 tasks (" in report.matrix_title("cpu", "greater", m2)
+    assert report.matrix_title("cpu", "greater", m2, short=True) == "greater (preset cpu), test accuracy % averaged over 2 tasks"
+
+
 def test_paired_correctness_survives_without_predictions_file(tmp_path):
     """predictions.jsonl stays out of git; summary.json's compact copy keeps paired tests possible."""
     from harness.records import RunFolder
