@@ -58,6 +58,8 @@ Device = Annotated[
         "(default: cuda if available, else mps, else cpu). Recorded in spec.json, not in the run id.",
     ),
 ]
+Threads = Annotated[Optional[int], typer.Option(help="CPU threads (hf: torch threads; vllm: cores bound).")]
+BatchSize = Annotated[int, typer.Option(help="Generation batch size (hf; vllm: max concurrent sequences).")]
 DataDir = Annotated[
     Optional[Path],
     typer.Option("--data-dir", envvar="BENCH_DATA_DIR", help="Folder with bbh/, gsm8k/, folio/ in their official formats; else the hub via `datasets`."),
@@ -105,8 +107,8 @@ def eval_cmd(
     max_new_tokens: Annotated[int, typer.Option(help="Reasoning length limit (the paper uses 1024).")] = 256,
     dtype: Annotated[str, typer.Option(help="float32 or bfloat16 (hf and vllm backends).")] = "float32",
     device: Device = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads (hf: torch threads; vllm: cores bound).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Generation batch size (hf; vllm: max concurrent sequences).")] = 8,
+    threads: Threads = None,
+    batch_size: BatchSize = 8,
     reading: Annotated[Optional[str], typer.Option(help="Primary answer reading: greedy, options or fallback (default: options for closed answer sets, else greedy).")] = None,
     split_seed: Annotated[Optional[int], typer.Option(help="Reshuffle rows before splitting (default: the paper's file order).")] = None,
     seed: Annotated[int, typer.Option(help="Run seed (recorded; used by sampled decoding).")] = 0,

@@ -17,7 +17,7 @@ FORMATS = ("md", "csv", "html")
 
 
 def register(app: typer.Typer) -> None:
-    from harness.cli import Backend, DataDir, Device, err, friendly, out
+    from harness.cli import Backend, BatchSize, DataDir, Device, Threads, err, friendly, out
 
     @app.command("run")
     @friendly
@@ -38,8 +38,8 @@ def register(app: typer.Typer) -> None:
         backend: Backend = "auto",
         dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
         device: Device = None,
-        threads: Annotated[int | None, typer.Option(help="CPU threads (hf: torch threads; vllm: cores bound).")] = None,
-        batch_size: Annotated[int, typer.Option(help="Generation batch size (vllm: max concurrent sequences).")] = 8,
+        threads: Threads = None,
+        batch_size: BatchSize = 8,
         cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Use the shared response cache.")] = True,
         keep_going: Annotated[bool, typer.Option("--keep-going", help="Record a failing cell's error and go on with the next.")] = False,
         isolate: Annotated[Optional[bool], typer.Option("--isolate/--no-isolate", help="Run each model's cells in its own child process, or in this one (default: auto, a child for backends such as vllm that own their process).")] = None,
@@ -133,8 +133,8 @@ def register(app: typer.Typer) -> None:
         isolate: Annotated[Optional[bool], typer.Option("--isolate/--no-isolate", help="Evaluate each model in its own child process, or in this one (default: auto, a child for backends such as vllm that own their process).")] = None,
         backend: Annotated[Optional[str], typer.Option(help="Decode the transfer evaluations with this backend (hf, vllm, auto) instead of each source run's own.")] = None,
         device: Device = None,
-        threads: Annotated[int | None, typer.Option(help="CPU threads (hf: torch threads; vllm: cores bound).")] = None,
-        batch_size: Annotated[int, typer.Option(help="Generation batch size (vllm: max concurrent sequences).")] = 8,
+        threads: Threads = None,
+        batch_size: BatchSize = 8,
         data_dir: DataDir = None,
     ) -> None:
         """Score every stored optimized prompt on every listed model; write the source x target matrix of each

@@ -213,36 +213,26 @@ def leaderboard(records: Iterable[CellRecord], *, reference: str = REFERENCE, ba
         here = {k[2:]: v for k, v in groups.items() if k[:2] == (preset, model)}
         tasks = sorted({t for t, _ in here})
         methods = method_order(m for _, m in here)
+        # reference rows without a run of their own: the majority class, and zero-shot CoT from each cell
+        # when no zs-cot cell ran; task -> accuracy, averaged below when every common task has one
         majority: dict[str, float] = {}
+        in_cell: dict[str, float] = {}
         for task in tasks:
-            shares = {r.majority for (t, _m), by in here.items() if t == task for r in by.values() if r.majority is not None}
+            runs = [r for (t, _m), by in here.items() if t == task for r in by.values()]
+            shares = {r.majority for r in runs if r.majority is not None}
             if len(shares) == 1:  # one test split (different limits or splits: no single majority row)
                 majority[task] = shares.pop()
-                rows.append({"preset": preset, "model": model, "task": task, "method": MAJORITY, "seeds": 1,
-                             "accuracy": majority[task], "ci_low": math.nan, "ci_high": math.nan})
-            for method in methods:
-                if (task, method) in here:
-                    rows.append(_row(preset, model, task, method, here, reference, baseline))
-            if (task, reference) not in here:
-                cellref = [r.zs_cot_accuracy for (t, _m), by in here.items() if t == task
-                           for r in by.values() if r.zs_cot_accuracy is not None]
-                if cellref:
-                    rows.append({"preset": preset, "model": model, "task": task, "method": IN_CELL, "seeds": 1,
-                                 "accuracy": float(np.mean(cellref)), "ci_low": math.nan, "ci_high": math.nan})
+            zs = [r.zs_cot_accuracy for r in runs if r.zs_cot_accuracy is not None]
+            if (task, reference) not in here and zs:
+                in_cell[task] = float(np.mean(zs))
+            rows += [_reference_row(preset, model, task, name, acc[task])
+                     for name, acc in ((MAJORITY, majority), (IN_CELL, in_cell)) if task in acc]
+            rows += [_row(preset, model, task, m, here, reference, baseline) for m in methods if (task, m) in here]
         common = [t for t in tasks if all((t, m) in here for m in methods)]
         if len(tasks) > 1 and common:
-            if all(t in majority for t in common):
-                rows.append({"preset": preset, "model": model, "task": "average", "method": MAJORITY, "tasks": len(common),
-                             "seeds": 1, "accuracy": float(np.mean([majority[t] for t in common])),
-                             "ci_low": math.nan, "ci_high": math.nan})
-            for method in methods:
-                rows.append(_average_row(preset, model, method, common, here, reference, baseline))
-            task_rows = [r for r in rows if (r["preset"], r["model"], r["method"]) == (preset, model, IN_CELL)
-                         and r["task"] in common]
-            if len(task_rows) == len(common):
-                rows.append({"preset": preset, "model": model, "task": "average", "method": IN_CELL, "tasks": len(common),
-                             "seeds": 1, "accuracy": float(np.mean([r["accuracy"] for r in task_rows])),
-                             "ci_low": math.nan, "ci_high": math.nan})
+            rows += [_average_row(preset, model, m, common, here, reference, baseline) for m in methods]
+            rows += [_reference_row(preset, model, "average", name, float(np.mean([acc[t] for t in common])), len(common))
+                     for name, acc in ((MAJORITY, majority), (IN_CELL, in_cell)) if all(t in acc for t in common)]
     df = pd.DataFrame(rows)
     if df.empty:
         return df
@@ -251,6 +241,12 @@ def leaderboard(records: Iterable[CellRecord], *, reference: str = REFERENCE, ba
     df["_avg"] = df["task"] != "average"
     df["_m"] = df["method"].map(order)
     return df.sort_values(["preset", "model", "_avg", "task", "_m"]).drop(columns=["_avg", "_m"]).reset_index(drop=True)
+
+
+def _reference_row(preset: str, model: str, task: str, method: str, accuracy: float, tasks: int = 1) -> dict[str, Any]:
+    """A row with an accuracy and nothing else (no interval, cost or tests): the majority class, in-cell zs-cot."""
+    return {"preset": preset, "model": model, "task": task, "method": method, "tasks": tasks, "seeds": 1,
+            "accuracy": accuracy, "ci_low": math.nan, "ci_high": math.nan}
 
 
 def _row(preset: str, model: str, task: str, method: str, here: Mapping, reference: str, baseline: str) -> dict[str, Any]:

@@ -137,10 +137,11 @@ def run_transfer(
         from harness.backends import resolve_backend
 
         backend = resolve_backend(backend)
+    pool = _pool_settings(pool)  # checked before any model loads or child starts
     for target, specs in transfer_plan(sources, eval_models, backend).items():
         own_process = isolate if isolate is not None else any(needs_own_process(s.backend) for s in specs)
         how = {"opener": opener, "cache": cache, "data_dir": data_dir, "out": results_dir, "progress": progress,
-               "pool": _pool_settings(pool)}
+               "pool": pool}
         if own_process and not all(RunFolder(Path(results_dir), s).finished for s in specs):
             evaluate_in_child(target, specs, **how)
         else:  # in this process (finished evaluations are read back without opening the model)
@@ -167,7 +168,7 @@ def evaluate_in_child(
     held is freed when the child exits. Each evaluation is a run folder written atomically, so a failed child
     loses at most the one in progress. The child's output goes to a log file, kept when it fails."""
     job = {"target": target, "specs": [s.to_dict() for s in specs], "opener": opener_for_child(opener), "cache": cache,
-           "data_dir": str(Path(data_dir).resolve()) if data_dir is not None else None, "out": str(Path(out).resolve()), "pool": _pool_settings(pool)}
+           "data_dir": str(Path(data_dir).resolve()) if data_dir is not None else None, "out": str(Path(out).resolve()), "pool": dict(pool or {})}
     tick = progress or (lambda *_: None)
     run_in_child("harness.transfer:evaluate_job", job, on_message=lambda done_total: tick(target, *done_total),
                  what=f"evaluating on {target}", log_name=f"transfer-{Path(target).name}", kept="finished evaluations are kept")
