@@ -16,11 +16,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from baselines.common import (
-    Ask, Outcomes, ask, configure, dedupe, disjoint_sets, format_demos, mean_score, parse_tagged, rank, sample,
-    snapshot, ucb_bandit,
+    Ask,
+    Outcomes,
+    ask,
+    configure,
+    dedupe,
+    disjoint_sets,
+    format_demos,
+    mean_score,
+    parse_tagged,
+    rank,
+    sample,
+    snapshot,
+    ucb_bandit,
 )
-from harness.optimize import OPTIMIZERS
-from harness.types import BenchError, Example, OptimizeResult, PromptCandidate, Task
+from harness.core.context import OptimizeContext
+from harness.core.types import BenchError, Example, Needs, OptimizeResult, PromptCandidate, Task
 
 PROPOSE_PROMPT = """I gave a friend an instruction and {n} inputs. My friend followed the instruction and wrote one output for each input. Here are the input-output pairs:
 
@@ -79,11 +90,12 @@ PRESETS = {
 
 class Ape:
     name = "ape"
+    needs = Needs(optimizer_llm=True)  # an LLM writes its prompts (the task model unless the run names another)
 
     def __init__(self, config: ApeConfig) -> None:
         self.config = config
 
-    def optimize(self, task: Task, train: Sequence[Example], dev: Sequence[Example], ctx: Any) -> OptimizeResult:
+    def optimize(self, task: Task, train: Sequence[Example], dev: Sequence[Example], ctx: OptimizeContext) -> OptimizeResult:
         cfg = self.config
         by_id = {ex.id: ex for ex in train}
         outcomes = Outcomes(task, ctx)
@@ -153,7 +165,7 @@ class Ape:
     def _parse(self, text: str) -> Any:
         return parse_tagged(text, TAG, max_chars=self.config.max_prompt_chars)
 
-    def _score(self, st: dict[str, Any], eval_set: list[Example], outcomes: Outcomes, ctx: Any, save: Any) -> None:
+    def _score(self, st: dict[str, Any], eval_set: list[Example], outcomes: Outcomes, ctx: OptimizeContext, save: Any) -> None:
         """Score the proposals without a score yet: all of them on the eval subset, or by the UCB bandit."""
         cfg = self.config
         todo = [p for p in st["proposals"] if p not in st["scores"]]
@@ -191,6 +203,6 @@ def _stats(scores: dict[str, list[int]]) -> dict[str, tuple[int, int]]:
     return {t: (int(v[0]), int(v[1])) for t, v in scores.items()}
 
 
-@OPTIMIZERS.register("ape")
 def make(preset: str = "cpu", **overrides: Any) -> Ape:
+    """APE (Zhou et al. 2023): an LLM induces instructions from input-output demos; the best on a dev sample win, then are paraphrased."""
     return Ape(configure("ape", PRESETS, preset, overrides))

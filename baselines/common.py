@@ -18,8 +18,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.evaluate import build_prompt
-from harness.types import ChatPrompt, Example, GenParams, PromptPosition, Task
+from harness.core.config import configure  # noqa: F401  (re-exported: every method configures the same way)
+from harness.core.context import OptimizeContext
+from harness.core.types import ChatPrompt, Example, GenParams, PromptPosition, Task
+from harness.evaluation.evaluate import build_prompt
 
 MAX_PROMPT_CHARS = 600  # an instruction longer than this is cut (at a sentence end when there is one)
 REASONING_CHARS = 400  # how much of the task model's reasoning an error report shows
@@ -37,9 +39,6 @@ _QUOTES = "\"'`“”‘’"
 
 
 # ------------------------------------------------------------------------------------- configs
-
-
-from harness.config import configure  # noqa: F401  (re-exported: every method configures the same way)
 
 
 def snapshot(state: Any) -> Any:
@@ -191,7 +190,7 @@ class Ask:
 
 
 def ask(
-    ctx: Any,
+    ctx: OptimizeContext,
     meta_prompts: Sequence[str],
     how: Ask,
     parse: Callable[[str], Parsed | tuple[list[str], str]],
@@ -286,7 +285,7 @@ class Outcomes:
     memory is small enough to go into a method's resume state.
     """
 
-    def __init__(self, task: Task, ctx: Any, *, keep_reasoning: bool = False, reasoning_chars: int = REASONING_CHARS) -> None:
+    def __init__(self, task: Task, ctx: OptimizeContext, *, keep_reasoning: bool = False, reasoning_chars: int = REASONING_CHARS) -> None:
         self.task, self.ctx = task, ctx
         self.keep_reasoning, self.reasoning_chars = keep_reasoning, reasoning_chars
         self.memory: dict[str, dict[str, list[Any]]] = {}

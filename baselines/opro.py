@@ -16,10 +16,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from baselines.common import (
-    Ask, Outcomes, ask, configure, dedupe, format_with_instruction, parse_tagged, sample, snapshot,
+    Ask,
+    Outcomes,
+    ask,
+    configure,
+    dedupe,
+    format_with_instruction,
+    parse_tagged,
+    sample,
+    snapshot,
 )
-from harness.optimize import OPTIMIZERS
-from harness.types import BenchError, Example, OptimizeResult, PromptCandidate, PromptPosition, Task
+from harness.core.context import OptimizeContext
+from harness.core.types import BenchError, Example, Needs, OptimizeResult, PromptCandidate, PromptPosition, Task
 
 META_PROMPT = """You are improving an instruction for a language model. The instruction is placed where <INS> appears in the problems below; the model then works out the answer.
 
@@ -94,11 +102,12 @@ def build_meta_prompt(
 
 class Opro:
     name = "opro"
+    needs = Needs(optimizer_llm=True)  # an LLM writes its prompts (the task model unless the run names another)
 
     def __init__(self, config: OproConfig) -> None:
         self.config = config
 
-    def optimize(self, task: Task, train: Sequence[Example], dev: Sequence[Example], ctx: Any) -> OptimizeResult:
+    def optimize(self, task: Task, train: Sequence[Example], dev: Sequence[Example], ctx: OptimizeContext) -> OptimizeResult:
         cfg = self.config
         outcomes = Outcomes(task, ctx)
         state = ctx.resume()
@@ -162,6 +171,6 @@ def _best(history: Sequence[Sequence[Any]]) -> Sequence[Any]:
     return max(history, key=lambda h: h[1]) if history else ()
 
 
-@OPTIMIZERS.register("opro")
 def make(preset: str = "cpu", **overrides: Any) -> Opro:
+    """OPRO (Yang et al. 2024): an LLM sees past prompts with their scores and writes better ones, step after step."""
     return Opro(configure("opro", PRESETS, preset, overrides))

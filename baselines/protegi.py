@@ -20,11 +20,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from baselines.common import (
-    Ask, Outcomes, ask, configure, dedupe, format_outcome, mean_score, parse_list, rank, sample, snapshot,
+    Ask,
+    Outcomes,
+    ask,
+    configure,
+    dedupe,
+    format_outcome,
+    mean_score,
+    parse_list,
+    rank,
+    sample,
+    snapshot,
     ucb_bandit,
 )
-from harness.optimize import OPTIMIZERS
-from harness.types import BenchError, Example, OptimizeResult, PromptCandidate, Task
+from harness.core.context import OptimizeContext
+from harness.core.types import BenchError, Example, Needs, OptimizeResult, PromptCandidate, Task
 
 GRADIENT_PROMPT = """I am writing an instruction that a language model reads together with each question before it answers.
 
@@ -120,11 +130,12 @@ PRESETS = {
 
 class Protegi:
     name = "protegi"
+    needs = Needs(optimizer_llm=True)  # an LLM writes its prompts (the task model unless the run names another)
 
     def __init__(self, config: ProtegiConfig) -> None:
         self.config = config
 
-    def optimize(self, task: Task, train: Sequence[Example], dev: Sequence[Example], ctx: Any) -> OptimizeResult:
+    def optimize(self, task: Task, train: Sequence[Example], dev: Sequence[Example], ctx: OptimizeContext) -> OptimizeResult:
         cfg = self.config
         outcomes = Outcomes(task, ctx, keep_reasoning=True, reasoning_chars=cfg.reasoning_chars)
         state = ctx.resume()
@@ -174,7 +185,7 @@ class Protegi:
 
     # ------------------------------------------------------------------ expansion
     def expand(
-        self, parent: str, train: Sequence[Example], outcomes: Outcomes, ctx: Any, tally: Counter, taken: Sequence[str]
+        self, parent: str, train: Sequence[Example], outcomes: Outcomes, ctx: OptimizeContext, tally: Counter, taken: Sequence[str]
     ) -> tuple[int, list[str]]:
         """The successors of one parent: gradients from its minibatch errors, edits, paraphrases, deduplicated
         and capped at `max_successors` (a random sample). Returns (distinct successors before the cap, kept)."""
@@ -210,7 +221,7 @@ class Protegi:
 
     # ------------------------------------------------------------------ selection
     def select(
-        self, candidates: list[str], train: Sequence[Example], outcomes: Outcomes, ctx: Any
+        self, candidates: list[str], train: Sequence[Example], outcomes: Outcomes, ctx: OptimizeContext
     ) -> tuple[list[str], dict[str, tuple[int, int]]]:
         """The candidates best first, and their (correct, trials), by the configured bandit."""
         cfg = self.config
@@ -269,6 +280,6 @@ def _format_errors(records: Sequence[dict[str, Any]], reading: str, reasoning_ch
     return "\n\n".join(f"Example {i + 1}\n{format_outcome(r, reading, reasoning_chars)}" for i, r in enumerate(records))
 
 
-@OPTIMIZERS.register("protegi")
 def make(preset: str = "cpu", **overrides: Any) -> Protegi:
+    """ProTeGi/APO (Pryzant et al. 2023): textual gradients from failed examples edit the prompt; beam search with bandit selection."""
     return Protegi(configure("protegi", PRESETS, preset, overrides))

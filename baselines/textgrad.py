@@ -17,10 +17,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from baselines.common import (
-    Ask, Outcomes, ask, configure, normalise, parse_tagged, parse_text, sample, shorten, snapshot,
+    Ask,
+    Outcomes,
+    ask,
+    configure,
+    normalise,
+    parse_tagged,
+    parse_text,
+    sample,
+    shorten,
+    snapshot,
 )
-from harness.optimize import OPTIMIZERS
-from harness.types import BenchError, Example, OptimizeResult, PromptCandidate, Task
+from harness.core.context import OptimizeContext
+from harness.core.types import BenchError, Example, Needs, OptimizeResult, PromptCandidate, Task
 
 CRITIQUE_PROMPT = """You are helping to improve an instruction that a language model reads together with each question before it answers.
 
@@ -93,11 +102,12 @@ PRESETS = {
 
 class TextGrad:
     name = "textgrad"
+    needs = Needs(optimizer_llm=True)  # an LLM writes its prompts (the task model unless the run names another)
 
     def __init__(self, config: TextGradConfig) -> None:
         self.config = config
 
-    def optimize(self, task: Task, train: Sequence[Example], dev: Sequence[Example], ctx: Any) -> OptimizeResult:
+    def optimize(self, task: Task, train: Sequence[Example], dev: Sequence[Example], ctx: OptimizeContext) -> OptimizeResult:
         cfg = self.config
         by_id = {ex.id: ex for ex in [*train, *dev]}
         outcomes = Outcomes(task, ctx, keep_reasoning=True, reasoning_chars=cfg.reasoning_chars)
@@ -145,7 +155,7 @@ class TextGrad:
         return OptimizeResult(best=best, candidates=(best,), cost=ctx.cost, meta=meta)
 
     def step(
-        self, batch: list[Example], dev_set: list[Example], outcomes: Outcomes, st: dict[str, Any], ctx: Any,
+        self, batch: list[Example], dev_set: list[Example], outcomes: Outcomes, st: dict[str, Any], ctx: OptimizeContext,
         tally: Counter,
     ) -> dict[str, Any]:
         """One update: forward on the minibatch, critiques, rewrite, validation revert. Returns the record."""
@@ -197,6 +207,6 @@ class TextGrad:
         return {**base, "proposed": new, "proposed_dev_accuracy": new_dev, "update": "kept" if keep else "reverted"}
 
 
-@OPTIMIZERS.register("textgrad")
 def make(preset: str = "cpu", **overrides: Any) -> TextGrad:
+    """TextGrad (Yuksekgonul et al. 2024): an LLM's feedback on failures is applied as a textual gradient step, gated on validation."""
     return TextGrad(configure("textgrad", PRESETS, preset, overrides))

@@ -47,9 +47,9 @@ def main() -> None:
 
     from baselines.fixed import ZERO_SHOT_COT
     from harness.backends import open_generator
-    from harness.evaluate import evaluate
-    from harness.methods import make_optimizer
-    from harness.optimize import OptimizeContext
+    from harness.core.context import OptimizeContext
+    from harness.core.methods import make_optimizer
+    from harness.evaluation.evaluate import evaluate
     from tasks import get_task
 
     task = get_task(args.task)
@@ -74,7 +74,7 @@ def main() -> None:
             optimizer = make_optimizer(method, preset="smoke", **TINY[method])
         else:
             optimizer = make_optimizer(method, preset=args.preset)
-        ctx = OptimizeContext.create(
+        ctx = OptimizeContext.create(scorer=evaluate,
             task_model=gen, seed=args.seed, position=args.position, max_new_tokens=args.max_new_tokens,
             progress=lambda m: print(f"  {m}", flush=True),
         )

@@ -33,7 +33,7 @@ MODEL = "smollm2-135m"
 
 
 def prompts(n: int, tasks: tuple[str, ...] = ("bbh:navigate",)) -> list:
-    from harness.evaluate import build_prompt
+    from harness.evaluation.evaluate import build_prompt
     from tasks import get_task
 
     out = []
@@ -80,7 +80,7 @@ def fixed_rate(gen, engine: str, batch_prompts, tokens: int) -> float:
 
 def child(args: argparse.Namespace) -> None:
     """Measure one (engine, dtype) and print one JSON line."""
-    from harness.types import GenParams
+    from harness.core.types import GenParams
 
     batches = [int(b) for b in args.batches.split(",")]
     ps = prompts(max(batches))

@@ -3,7 +3,7 @@
     python benchmarks/greater_step.py [--model smollm2-135m] [--task bbh:navigate] [--n 8]
         [--max-new-tokens 64] [--steps 1] [--position assistant] [--threads 2] [--naive/--no-naive]
 
-Efficient (`harness.greater`): the current reasoning is the previous winner's (not regenerated); one
+Efficient (`harness.greater.optimizer`): the current reasoning is the previous winner's (not regenerated); one
 batched forward+backward with frozen weights and LM-head logits only where needed gives the proposal and
 the gradient; the 3 candidates' reasoning is generated in one batched call; re-scoring continues each
 example's shared question + prompt[:pos] KV cache.
@@ -31,7 +31,7 @@ def naive_step(run: Any, state: dict[str, Any], gen1: Any) -> tuple[dict[str, An
     """One step with the reference code's pass structure. Returns (choice summary, seconds, counts)."""
     import torch
 
-    from harness.greater_grad import propose, row_losses
+    from harness.greater.gradients import propose, row_losses
 
     cfg, lay, model = run.cfg, run.layout, run.model
     ids, pos = list(state["prompt_ids"]), state["pos"]
@@ -97,7 +97,7 @@ def naive_step(run: Any, state: dict[str, Any], gen1: Any) -> tuple[dict[str, An
     s = one_hot_grad[cands]
     s = (s / s.norm()).tolist()
     top = [cands[j] for j in sorted(range(len(cands)), key=lambda j: (s[j], cands[j]))[: cfg.rescore_top]]
-    from harness.greater import early_pick
+    from harness.greater.optimizer import early_pick
 
     dot = early_pick([lay.tok.decode([c]) for c in top], pos, len(ids)) if cfg.early_accept else None
     if dot is not None:
@@ -146,8 +146,9 @@ def main() -> None:
     import torch
 
     from harness.backends.hf import HFGenerator
-    from harness.greater import make
-    from harness.optimize import OptimizeContext
+    from harness.core.context import OptimizeContext
+    from harness.evaluation.evaluate import evaluate
+    from harness.greater.optimizer import make
     from tasks import get_task
 
     t0 = time.perf_counter()
@@ -164,9 +165,9 @@ def main() -> None:
         decoder = open_generator(args.model, backend=args.backend, dtype=args.decode_dtype, threads=args.threads,
                                  batch_size=args.batch_size, cache=False)
     engine_s = time.perf_counter() - t0
-    ctx = OptimizeContext.create(task_model=decoder, gradient_model=gm, seed=0, position=args.position,
+    ctx = OptimizeContext.create(scorer=evaluate, task_model=decoder, gradient_model=gm, seed=0, position=args.position,
                                  max_new_tokens=args.max_new_tokens)
-    opt = make("cpu", n_train=args.n, max_new_tokens=args.max_new_tokens, steps=args.steps)
+    opt = make("cpu", n_train=args.n, train_reasoning_tokens=args.max_new_tokens, steps=args.steps)
     run = opt.prepare(task, splits.train, ctx)
     t0 = time.perf_counter()
     state = run.initial_state()
@@ -175,7 +176,8 @@ def main() -> None:
     print(f"\n## GReaTer step time: {args.model}, {args.task}, N={args.n}, {args.max_new_tokens} new tokens, "
           f"position {args.position}\n")
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{args.threads} threads; model load {load_s:.0f} s, decoding engine start {engine_s:.0f} s, initial reasoning {init_s:.1f} s; efficient path "
+          f"{args.threads} threads; model load {load_s:.0f} s, decoding engine start {engine_s:.0f} s, "
+          f"initial reasoning {init_s:.1f} s; efficient path "
           f"decodes with {args.backend} {args.decode_dtype} (batch {args.batch_size}), naive with HF float32 batch 1.\n",
           flush=True)
     for i in range(args.steps):

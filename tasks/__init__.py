@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable
-from functools import lru_cache, partial
+from functools import cache, partial
 
-from harness.registry import Registry
-from harness.types import BenchError, Task
+from harness.core.registry import Registry
+from harness.core.types import BenchError, Task
 from tasks import bbh, folio, gsm8k
 from tasks.custom import PREFIX as CUSTOM_PREFIX
 from tasks.custom import custom_task
@@ -40,7 +40,7 @@ def task_names() -> list[str]:
     return REGISTRY.names()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _builtin(name: str) -> Task:
     return REGISTRY.get(name)()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from harness.types import AnswerFormat, Example, Splits, Task
+from harness.core.types import AnswerFormat, Example, Splits, Task
 from tasks import formats
 
 # How many tokens the greedy reading may write after the extractor, per format.

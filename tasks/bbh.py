@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from functools import partial
 
-from harness.types import AnswerFormat, Example, Splits, Task
+from harness.core.types import AnswerFormat, Example, Splits, Task
 from tasks import formats
 from tasks.base import make_task
 from tasks.loader import Rows, fetch, make_splits, order_words, shuffled, source_words

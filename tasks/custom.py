@@ -30,7 +30,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness.types import AnswerFormat, BenchError, Example, Splits, Task
+from harness.core.types import AnswerFormat, BenchError, Example, Splits, Task
 from tasks import formats
 from tasks.base import make_task
 from tasks.loader import Rows, make_splits, order_words, read_file, shuffled

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from harness.types import AnswerFormat, BenchError, Example, Splits, Task
+from harness.core.types import AnswerFormat, BenchError, Example, Splits, Task
 from tasks.base import make_task
 from tasks.loader import Rows, fetch, make_splits, order_words, shuffled, source_words
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from harness.types import AnswerFormat
+from harness.core.types import AnswerFormat
 
 # The closed word sets in their canonical spelling; a task may spell them differently (sports_understanding
 # uses "yes"/"no", formal_fallacies "valid"/"invalid") and keeps its own spelling as `Task.options`.

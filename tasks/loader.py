@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harness.types import BenchError, Example, Splits
+from harness.core.types import BenchError, Example, Splits
 
 ENV_VAR = "BENCH_DATA_DIR"
 

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from functools import partial
 
 from harness.backends.fake import ScriptedGenerator
-from harness.optimize import OptimizeContext
-from harness.types import AnswerFormat, Budget, Example, GenParams, Splits
+from harness.core.context import OptimizeContext
+from harness.core.types import AnswerFormat, Budget, Example, GenParams, Splits
+from harness.evaluation.evaluate import evaluate
 from tasks.base import make_task
 
 OPTIONS_TAIL = "\nOptions:\n- Yes\n- No"
@@ -94,7 +95,32 @@ def make_ctx(task_model=None, optimizer_model=None, *, seed: int = 0, budget: Bu
     """An OptimizeContext over the scripted models (or the ones given)."""
     if task_model is None:
         task_model, optimizer_model = scripted_models()
-    return OptimizeContext.create(
+    return OptimizeContext.create(scorer=evaluate,
         task_model=task_model, optimizer_model=optimizer_model, seed=seed, budget=budget or Budget(),
         max_new_tokens=max_new_tokens, steps_path=steps_path, **kw,
     )
+
+
+class _InProcessEntryPoint:
+    """Stands for an installed `greater_bench.methods` entry point whose factory lives in a test."""
+
+    def __init__(self, name, factory):
+        self.name, self.value, self._factory = name, f"<test>:{name}", factory
+
+    def load(self):
+        return self._factory
+
+
+def add_method(monkeypatch, name, factory):
+    """Register `factory` as method `name` for one test, as an installed entry point would."""
+    import harness.core.methods as methods
+
+    real = methods.method_entry_points
+
+    def with_extra():
+        reg = real()
+        if name not in reg:
+            reg.add(name, _InProcessEntryPoint(name, factory))
+        return reg
+
+    monkeypatch.setattr(methods, "method_entry_points", with_extra)

@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.fake import ScriptedGenerator
-from harness.records import atomic_write_json, write_jsonl
-from harness.types import (
+from harness.core.io import atomic_write_json, write_jsonl
+from harness.core.spec import RunSpec, TransferSource
+from harness.core.types import (
     SCHEMA_VERSION,
     AnswerFormat,
     Example,
+    Needs,
     OptimizeResult,
     PromptCandidate,
-    RunSpec,
     Splits,
 )
 from tasks.base import make_task
@@ -134,6 +135,7 @@ class StepOptimizer:
     `crash_at = k` raises `exc` when step k starts, once."""
 
     name = "fake-steps"
+    needs = Needs(optimizer_llm=True)  # opened only when a run names another optimizer LLM
     needs_gradients = False
 
     def __init__(self, steps: int = 4, crash_at: int | None = None, exc: type[BaseException] = Crash) -> None:
@@ -178,14 +180,14 @@ def write_run(
     for name, value in (other_readings or {}).items():
         test["readings"][name] = {"accuracy": value, "n": len(rows), "ci95": [0.0, 1.0], "invalid": 0.0}
     if source is None:
-        spec = RunSpec(kind="optimize", task=task, model=model, method=method, seed=seed, backend=backend,
-                       extra={"preset": preset, "budget": None, "optimizer_model": model})
+        spec = RunSpec(kind="optimize", task=task, model=model, data="fp", method=method, seed=seed, backend=backend,
+                       preset=preset)
         summary = {"task": task, "model": model, "method": method, "preset": preset, "seed": seed, "prompt": prompt,
                    "dev_accuracy": dev, "test_accuracy": acc, "primary": "greedy", "test": test,
                    "zero_shot_cot_test_accuracy": zs, "cost": cost or {}, "candidates": [prompt], "meta": {}}
     else:
-        spec = RunSpec(kind="eval", task=source.task, model=model, method=source.method, prompt=prompt, seed=source.seed,
-                       extra={"source_run": source.run_id, "source_model": source.model, "preset": source.extra["preset"]})
+        spec = RunSpec(kind="eval", task=source.task, model=model, data="fp", method=source.method, prompt=prompt,
+                       seed=source.seed, source=TransferSource(run=source.run_id, model=source.model, preset=source.preset))
         summary = {**test, "task": source.task, "split": "test", "model": model}
     folder = root / spec.run_id
     atomic_write_json(folder / "spec.json", {"schema": SCHEMA_VERSION, "run_id": spec.run_id, "spec": spec.to_dict()})

@@ -8,12 +8,12 @@ import zlib
 from collections import Counter
 
 import pytest
+from fakeworld import make_ctx, messy_optimizer, parity_task, scripted_models, task_reply
 
 from baselines import ape, common, opro, protegi, textgrad
 from baselines.common import Outcomes, clean_text, dedupe, parse_list, parse_tagged, ucb_pick
-from fakeworld import make_ctx, messy_optimizer, parity_task, scripted_models, task_reply
 from harness.backends.fake import ScriptedGenerator
-from harness.types import BenchError, Example, PromptPosition
+from harness.core.types import BenchError, Example, PromptPosition
 
 TASK = parity_task()
 SPLITS = TASK.load()

@@ -6,9 +6,9 @@ import sqlite3
 
 import pytest
 
+from harness.backends.cache import CachedGenerator, ResponseCache, generation_key, loglikelihood_key, params_key
 from harness.backends.fake import ScriptedGenerator, ScriptExhausted
-from harness.cache import CachedGenerator, ResponseCache, generation_key, loglikelihood_key, params_key
-from harness.types import ChatPrompt, GenParams, Generator
+from harness.core.types import ChatPrompt, Generator, GenParams
 
 # one changed value per GenParams field, from BASE (temperature > 0 so n may change)
 BASE = GenParams(temperature=0.5, top_p=1.0, max_tokens=16, stop=(), seed=0, n=1)

@@ -10,10 +10,11 @@ from typer.testing import CliRunner
 
 from harness.backends.fake import ScriptedGenerator
 from harness.cli import app
-from harness.evaluate import bootstrap_ci, build_prompt, evaluate, with_extractor
-from harness.records import read_jsonl
-from harness.run import run_eval
-from harness.types import BenchError, ChatPrompt, Example, PromptPosition, RunSpec
+from harness.core.io import read_jsonl
+from harness.core.spec import RunSpec
+from harness.core.types import BenchError, ChatPrompt, Example, PromptPosition
+from harness.evaluation.evaluate import bootstrap_ci, build_prompt, evaluate, with_extractor
+from harness.runner.run import run_eval
 from tasks import custom_task, get_task
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -116,7 +117,7 @@ def test_a_constant_answer_is_flagged_beside_the_majority_class(tmp_path):
     assert res.readings["options"].top_share == 0.9 and not any("of examples, so" in n for n in res.notes)
     gsm = get_task("gsm8k")
     assert gsm.options_for(Example(id="1", input="1+1?", target="2")) == ()
-    from harness.evaluate import majority_class
+    from harness.evaluation.evaluate import majority_class
     assert majority_class(gsm, [Example(id="1", input="1+1?", target="2")]) is None  # open answers: no majority row
 
 
@@ -142,7 +143,10 @@ def test_run_folder_written_once(tmp_path, yes_no_task, monkeypatch):
 
     monkeypatch.setattr(tasks, "get_task", lambda name: yes_no_task)
     gen = ScriptedGenerator(_script(lambda r: "So Yes.", lambda r: "Yes"), loglik=lambda r, c: 0.0)
-    spec = RunSpec(kind="eval", task=yes_no_task.name, model="fake", prompt="Think.", limit=4)
+    from harness.runner.data import RunData
+
+    data = RunData().eval_fingerprint(yes_no_task.name, "test", 4)
+    spec = RunSpec(kind="eval", task=yes_no_task.name, model="fake", data=data, prompt="Think.", limit=4)
     s1 = run_eval(spec, gen, out=tmp_path)
     folder = tmp_path / spec.run_id
     assert {p.name for p in folder.iterdir()} == {"spec.json", "summary.json", "predictions.jsonl"}
@@ -163,10 +167,11 @@ def test_corrupt_record_names_file(tmp_path):
 
 
 def test_run_spec_hash_changes_with_settings():
-    a = RunSpec(kind="eval", task="bbh:navigate", model="m", prompt="x")
-    assert a.run_id == RunSpec(kind="eval", task="bbh:navigate", model="m", prompt="x").run_id
-    assert a.run_id != RunSpec(kind="eval", task="bbh:navigate", model="m", prompt="y").run_id
-    assert a.run_id != RunSpec(kind="eval", task="bbh:navigate", model="m", prompt="x", max_new_tokens=9).run_id
+    a = RunSpec(kind="eval", task="bbh:navigate", model="m", data="d", prompt="x")
+    assert a.run_id == RunSpec(kind="eval", task="bbh:navigate", model="m", data="d", prompt="x").run_id
+    assert a.run_id != RunSpec(kind="eval", task="bbh:navigate", model="m", data="d", prompt="y").run_id
+    assert a.run_id != RunSpec(kind="eval", task="bbh:navigate", model="m", data="d", prompt="x", max_new_tokens=9).run_id
+    assert a.run_id != RunSpec(kind="eval", task="bbh:navigate", model="m", data="e", prompt="x").run_id  # other rows
 
 
 runner = CliRunner()
@@ -204,6 +209,6 @@ def test_real_task_prompt_has_extractor_of_the_example():
 
 
 def test_run_id_is_one_safe_folder_name():
-    spec = RunSpec(kind="eval", task="custom:/tmp/some dir/qa.jsonl", model="/models/my-model/", prompt="x")
+    spec = RunSpec(kind="eval", task="custom:/tmp/some dir/qa.jsonl", model="/models/my-model/", data="d", prompt="x")
     assert "/" not in spec.run_id and " " not in spec.run_id
     assert spec.run_id.startswith("eval-zs-cot-qa-my-model-")

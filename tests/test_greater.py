@@ -9,9 +9,10 @@ import pytest
 import torch
 from tiny import tiny_generator, tiny_model
 
-from harness.evaluate import build_prompt, with_extractor
-from harness.greater import PRESETS, Greater, advance, config_for, early_pick, make
-from harness.greater_grad import (
+from harness.core.context import OptimizeContext
+from harness.core.types import AnswerFormat, BenchError, Budget, Example, PromptPosition, Splits
+from harness.evaluation.evaluate import build_prompt, evaluate, with_extractor
+from harness.greater.gradients import (
     ALLOWED_CHARS,
     Layout,
     allowed_token_mask,
@@ -21,8 +22,7 @@ from harness.greater_grad import (
     propose,
     score_rows,
 )
-from harness.optimize import OptimizeContext
-from harness.types import AnswerFormat, BenchError, Budget, Example, PromptPosition, Splits
+from harness.greater.optimizer import PRESETS, Greater, advance, config_for, early_pick, make
 from tasks.base import make_task
 
 QUESTIONS = [
@@ -39,7 +39,7 @@ TASK = make_task(
     lambda **_: Splits(train=EXAMPLES, dev=EXAMPLES[:4], test=EXAMPLES[:4], rule="test rows"),
 )
 YES_NO = make_task("custom:yn", AnswerFormat.YES_NO, ("Yes", "No"), lambda **_: None)
-SMOKE = {"n_train": 4, "steps": 3, "max_new_tokens": 8, "top_k": 8, "keep": 2, "dev_limit": 2,
+SMOKE = {"n_train": 4, "steps": 3, "train_reasoning_tokens": 8, "top_k": 8, "keep": 2, "dev_limit": 2,
          "per_intersection": 2, "initial_prompt": "think step by step."}
 
 
@@ -75,7 +75,7 @@ def rows_for(gen, prompt="think step by step.", position="after", reasoning=" th
 
 
 def run(gen, tmp_path=None, seed=0, budget=None, progress=None, **over):
-    ctx = OptimizeContext.create(
+    ctx = OptimizeContext.create(scorer=evaluate,
         task_model=gen, gradient_model=gen, seed=seed, max_new_tokens=8, budget=budget or Budget(),
         steps_path=(tmp_path / "steps.jsonl") if tmp_path else None, progress=progress or (lambda _m: None),
     )
@@ -374,7 +374,7 @@ def test_every_tensor_of_a_step_is_made_on_the_models_device(gen, reference):
     KV-cache re-scoring was placed explicitly. (Dev selection is left out: the evaluator's stop strings use
     transformers' stop-string criterion, which builds its tensors on the default device.)"""
     _, ref_ctx = reference
-    ctx = OptimizeContext.create(task_model=gen, gradient_model=gen, seed=0, max_new_tokens=8, progress=lambda _m: None)
+    ctx = OptimizeContext.create(scorer=evaluate, task_model=gen, gradient_model=gen, seed=0, max_new_tokens=8, progress=lambda _m: None)
     opt = Greater(config_for("smoke", **SMOKE))
     with torch.device("meta"):
         steps = opt.prepare(TASK, EXAMPLES, ctx)
@@ -409,7 +409,7 @@ def test_small_model_variants_are_used_and_reported(gen):
 def test_presets_and_overrides():
     assert set(PRESETS) == {"paper", "cpu", "smoke"}
     paper = config_for("paper")
-    assert (paper.n_train, paper.steps, paper.max_new_tokens) == (50, 125, 1024)
+    assert (paper.n_train, paper.steps, paper.train_reasoning_tokens) == (50, 125, 1024)
     assert (paper.fixed_prefix, paper.answer_temperature, paper.fluency_weight, paper.select_fluency_weight) == ("Use", 0.2, 0.2, 0.02)
     assert (paper.rescore_top, paper.keep, paper.min_candidates, paper.k_growth) == (3, 10, 6, 2)
     assert config_for("cpu").mistake == "run"
@@ -427,9 +427,9 @@ def test_presets_and_overrides():
 
 def test_registered_and_needs_consistent_render(gen):
     from harness.backends.fake import ScriptedGenerator
-    from harness.methods import make_optimizer
+    from harness.core.methods import make_optimizer
 
     assert isinstance(make_optimizer("greater", preset="smoke"), Greater)
-    ctx = OptimizeContext.create(task_model=ScriptedGenerator(lambda *a: "yes"), gradient_model=gen)
+    ctx = OptimizeContext.create(scorer=evaluate, task_model=ScriptedGenerator(lambda *a: "yes"), gradient_model=gen)
     with pytest.raises(BenchError, match="render prompts differently"):
         Greater(config_for("smoke")).optimize(TASK, EXAMPLES, EXAMPLES, ctx)

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-import typer
+from fakeworld import add_method
 from gridworld import (
     TASK,
     TASK_NAME,
@@ -23,22 +23,22 @@ from gridworld import (
 )
 from typer.testing import CliRunner
 
-import harness.grid
-import harness.records
-import harness.run
-from baselines.fixed import ZERO_SHOT_COT
-from harness.grid import (
-    Cell,
-    GridSettings,
-    make_cells,
-    parse_seeds,
-    run_cell,
-    run_grid,
-)
-from harness.optimize import OPTIMIZERS
-from harness.pool import ModelPool
-from harness.progress import estimate_eta
-from harness.types import BenchError, PromptPosition
+import harness.runner.grid
+import harness.runner.records
+import harness.runner.run
+from harness.core.spec import OptimizerEndpoint, RunSpec
+from harness.core.types import ZERO_SHOT_COT, BenchError, Budget, Needs, PromptPosition
+from harness.runner.cells import Cell, GridSettings, make_cells, parse_seeds
+from harness.runner.data import RunData
+from harness.runner.grid import run_cell, run_grid
+from harness.runner.pool import ModelPool
+from harness.runner.progress import estimate_eta
+
+
+def spec_of(cell, settings):
+    from harness.runner.grid import grid_specs
+
+    return grid_specs([cell], settings, RunData())[0]
 
 METHODS = ["zs-cot", "fake-steps"]
 
@@ -64,7 +64,7 @@ def world(monkeypatch):
     real = tasks.get_task
     monkeypatch.setattr(tasks, "get_task", lambda name: TASK if name == TASK_NAME else real(name))
     w = World()
-    monkeypatch.setitem(OPTIMIZERS._items, "fake-steps", lambda preset="cpu", **kw: w.optimizer)
+    add_method(monkeypatch, "fake-steps", lambda preset="cpu", **kw: w.optimizer)
     return w
 
 
@@ -73,13 +73,14 @@ def test_cells_and_spec_match_bench_optimize():
     assert len(cells) == 16 and cells[0] == Cell(method="a", task="t1", model="m1", seed=0)
     assert [c.model for c in cells[:8]] == ["m1"] * 8  # model by model: each loads once
     assert [(c.seed, c.task, c.method) for c in cells[:4]] == [(0, "t1", "a"), (0, "t1", "b"), (0, "t2", "a"), (0, "t2", "b")]
-    spec = cells[0].spec(GridSettings(preset="smoke", limit=5))
+    spec = cells[0].spec(GridSettings(preset="smoke", limit=5), "fp")
     assert spec.kind == "optimize" and spec.max_new_tokens == 32 and spec.limit == 5 and spec.position is PromptPosition.AFTER
-    assert dict(spec.extra) == {"preset": "smoke", "budget": None, "optimizer_model": "m1"}  # as `bench optimize` builds it
-    assert cells[0].spec(GridSettings(preset="cpu")).max_new_tokens == 128
-    assert cells[0].spec(GridSettings(preset="cpu")).position.value == "before"
-    assert cells[0].spec(GridSettings(preset="paper")).position.value == "after"
-    assert cells[0].spec(GridSettings(budget_tokens=10)).extra["budget"] == {"task_tokens": 10}
+    assert (spec.preset, spec.budget, spec.optimizer, spec.overrides, spec.data) == ("smoke", None, None, (), "fp")
+    assert cells[0].spec(GridSettings(preset="cpu"), "fp").max_new_tokens == 128
+    assert cells[0].spec(GridSettings(preset="cpu"), "fp").position.value == "before"
+    assert cells[0].spec(GridSettings(preset="paper"), "fp").position.value == "after"
+    assert cells[0].spec(GridSettings(budget_tokens=10), "fp").budget == Budget(task_tokens=10)
+    assert RunSpec.from_dict(spec.to_dict()) == spec  # specs travel as JSON
 
 
 def test_parse_seeds():
@@ -87,6 +88,8 @@ def test_parse_seeds():
     for bad in ("x", "", "1-a", "-1"):
         with pytest.raises(BenchError):
             parse_seeds(bad)
+    with pytest.raises(BenchError, match="runs backwards: write it low to high, e.g. 0-2"):
+        parse_seeds("2-0")
 
 
 def test_eta_from_finished_cells():
@@ -134,7 +137,7 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, world, monkeypatc
 
     world.optimizer = StepOptimizer(crash_at=plan.get("crash_at"), exc=plan.get("exc", Crash))
     if plan.get("evaluate"):
-        real = harness.run.evaluate_on
+        real = harness.runner.run.evaluate_on
         armed = [True]
 
         def flaky(task, examples, instruction, *a, **kw):
@@ -143,9 +146,9 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, world, monkeypatc
                 raise Crash("killed during the test evaluation")
             return real(task, examples, instruction, *a, **kw)
 
-        monkeypatch.setattr(harness.run, "evaluate_on", flaky)
+        monkeypatch.setattr(harness.runner.run, "evaluate_on", flaky)
     if plan.get("summary"):
-        real_write = harness.records.atomic_write_json
+        real_write = harness.runner.records.atomic_write_json
         armed = [True]
 
         def killed(path, obj):
@@ -154,7 +157,7 @@ def test_resume_after_crash_equals_uninterrupted_run(tmp_path, world, monkeypatc
                 raise Crash("killed before summary.json")
             return real_write(path, obj)
 
-        monkeypatch.setattr(harness.records, "atomic_write_json", killed)
+        monkeypatch.setattr(harness.runner.records, "atomic_write_json", killed)
 
     with pytest.raises(KeyboardInterrupt if plan.get("exc") is KeyboardInterrupt else Crash):
         world.grid(crashed)
@@ -199,7 +202,7 @@ def test_run_cell_opens_models_through_the_pool(tmp_path, world):
     sentinel = object()
 
     class NeedsGradients(StepOptimizer):
-        needs_gradients = True
+        needs = Needs(gradients=True)
 
         def optimize(self, task, train, dev, ctx):
             assert ctx.gradient_model.model is sentinel
@@ -213,7 +216,7 @@ def test_run_cell_opens_models_through_the_pool(tmp_path, world):
         return gen
 
     pool = ModelPool(opener=opener)
-    spec = Cell(method="fake-steps", task=TASK_NAME, model="fake-a", seed=0).spec(GridSettings(preset="smoke"))
+    spec = spec_of(Cell(method="fake-steps", task=TASK_NAME, model="fake-a", seed=0), GridSettings(preset="smoke"))
     record = run_cell(spec, pool=pool, out=tmp_path)
     assert record["run_id"] == spec.run_id and record["test_accuracy"] == pytest.approx(record["test"]["accuracy"])
     assert pool.loads == [("fake-a", "hf", "float32")]
@@ -231,11 +234,9 @@ def test_unknown_names_fail_before_any_model_loads(tmp_path, world):
 
 def test_cli_run_and_leaderboard(tmp_path, world, monkeypatch):
     import harness.backends
-    from harness.cli_grid import register
+    from harness.cli import app
 
     monkeypatch.setattr(harness.backends, "open_generator", lambda model, **kw: TaskModel(model))
-    app = typer.Typer()
-    register(app)
     runner = CliRunner()
     args = ["run", "--methods", "zs-cot,fake-steps", "--tasks", TASK_NAME, "--models", "fake-a", "--seeds", "0-1",
             "--preset", "smoke", "--backend", "hf", "--out", str(tmp_path)]
@@ -255,10 +256,10 @@ def test_optimizer_llm_on_an_openai_endpoint(world, tmp_path):
     with pytest.raises(BenchError, match="needs --optimizer-model NAME and --base-url"):
         GridSettings(optimizer_backend="openai", optimizer_model="gpt-x")
     settings = GridSettings(preset="smoke", optimizer_model="gpt-x", optimizer_backend="openai", base_url="http://127.0.0.1:9/v1")
-    spec = Cell(method="fake-steps", task=TASK_NAME, model="fake-a", seed=0).spec(settings)
-    assert spec.extra["optimizer_backend"] == "openai" and spec.extra["base_url"] == "http://127.0.0.1:9/v1"
-    plain = Cell(method="fake-steps", task=TASK_NAME, model="fake-a", seed=0).spec(GridSettings(preset="smoke"))
-    assert "optimizer_backend" not in plain.extra  # local runs keep their run ids
+    spec = spec_of(Cell(method="fake-steps", task=TASK_NAME, model="fake-a", seed=0), settings)
+    assert spec.optimizer == OptimizerEndpoint(model="gpt-x", backend="openai", base_url="http://127.0.0.1:9/v1")
+    plain = spec_of(Cell(method="fake-steps", task=TASK_NAME, model="fake-a", seed=0), GridSettings(preset="smoke"))
+    assert plain.optimizer is None  # the task model is its own optimizer LLM
     calls = []
     pool = ModelPool(opener=lambda model, backend, dtype: calls.append((model, backend)) or TaskModel(model))
     run_cell(spec, pool=pool, out=tmp_path)
@@ -266,7 +267,7 @@ def test_optimizer_llm_on_an_openai_endpoint(world, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ a child process per model
-# Real child processes (`python -m harness.child`), as a vLLM grid runs them: the scripted task models of gridworld
+# Real child processes (`python -m harness.runner.child`), as a vLLM grid runs them: the scripted task models of gridworld
 # opened through an importable opener, the grid task as a custom JSONL task, real methods (zs-cot, opro's smoke
 # preset: three logged steps). Each child start costs an interpreter start-up (a second or two).
 
@@ -323,7 +324,7 @@ def test_each_model_in_its_own_child_equals_the_in_process_run(tmp_path, childre
     def no_child(*a, **kw):
         raise AssertionError("a child process was started")
 
-    monkeypatch.setattr(harness.grid, "run_in_child", no_child)
+    monkeypatch.setattr(harness.runner.grid, "run_in_child", no_child)
     again = []
     assert grid(tmp_path / "iso", isolate=True, on_status=again.append) == isolated
     assert newly_opened() == [] and [e.event for e in again] == ["skip"] * 4 + ["end"]
@@ -378,12 +379,10 @@ def test_a_crashed_child_loses_only_the_step_in_progress(tmp_path, children, mon
 
 
 def test_cli_isolate_option(tmp_path, monkeypatch):
-    from harness.cli_grid import register
+    from harness.cli import app
 
     seen = []
-    monkeypatch.setattr(harness.grid, "run_grid", lambda *a, **kw: seen.append(kw["isolate"]) or [])
-    app = typer.Typer()
-    register(app)
+    monkeypatch.setattr(harness.runner.grid, "run_grid", lambda *a, **kw: seen.append(kw["isolate"]) or [])
     for flag, want in (([], None), (["--isolate"], True), (["--no-isolate"], False)):
         res = CliRunner().invoke(app, ["run", "--methods", "zs-cot", "--backend", "hf", "--out", str(tmp_path), *flag])
         assert res.exit_code == 0, res.output

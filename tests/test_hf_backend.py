@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
+from tiny import tiny_generator, tiny_model
 
 from harness.backends.hf import render_prompt
-from harness.types import ChatPrompt, GenParams
-from tiny import tiny_generator, tiny_model
+from harness.core.types import ChatPrompt, GenParams
 
 PROMPTS = [
     ChatPrompt("is the sky blue?"),
@@ -110,7 +110,7 @@ def test_parameters_frozen(gen):
 def test_device_resolution(monkeypatch):
     """None: cuda when torch sees a GPU, else mps, else cpu; explicit devices are checked, never guessed."""
     from harness.backends.hf import resolve_device
-    from harness.types import BenchError
+    from harness.core.types import BenchError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
@@ -148,7 +148,7 @@ def test_a_gpu_run_is_not_served_cpu_responses(tmp_path):
     """The identity (the response cache's key) names the device type unless it is the CPU: CPU keys stay as they
     were, and responses stored by a CPU run are not replayed to a GPU run (its kernels give other numbers)."""
     from harness.backends import device_tag
-    from harness.cache import CachedGenerator, ResponseCache
+    from harness.backends.cache import CachedGenerator, ResponseCache
 
     assert device_tag(None) == device_tag("cpu") == "" and device_tag("cuda:1") == "@cuda" and device_tag("mps") == "@mps"
     gen = tiny_generator(batch_size=4)
@@ -182,8 +182,8 @@ def test_device_reaches_the_backend_and_the_records(monkeypatch, tmp_path):
     import json
 
     import harness.backends
-    from harness.pool import ModelPool
-    from harness.run import torch_device
+    from harness.runner.pool import ModelPool
+    from harness.runner.run import torch_device
 
     seen = []
     monkeypatch.setattr(harness.backends, "open_generator", lambda model, **kw: seen.append(kw["device"]) or object())
@@ -200,10 +200,10 @@ def test_device_reaches_the_backend_and_the_records(monkeypatch, tmp_path):
     assert torch_device(Cached(hf)) == {"device": "cpu"}
     assert torch_device(object(), hf) == {"device": "cpu"} and torch_device(object()) == {}
 
-    from harness.records import RunFolder
-    from harness.types import RunSpec
+    from harness.core.spec import RunSpec
+    from harness.runner.records import RunFolder
 
-    folder = RunFolder(tmp_path, RunSpec(kind="eval", task="bbh:navigate", model="tiny", method="prompt"))
+    folder = RunFolder(tmp_path, RunSpec(kind="eval", task="bbh:navigate", model="tiny", data="d", method="prompt"))
     folder.start(generator=hf.identity, **torch_device(hf))
     assert json.loads((folder.path / "spec.json").read_text())["device"] == "cpu"
 
@@ -213,9 +213,9 @@ def test_cli_device_option(monkeypatch):
     from typer.testing import CliRunner
 
     import harness.backends
-    import harness.grid
+    import harness.runner.grid
     from harness.cli import app
-    from harness.types import BenchError
+    from harness.core.types import BenchError
 
     seen = []
 
@@ -224,8 +224,8 @@ def test_cli_device_option(monkeypatch):
         raise BenchError("stop here")
 
     monkeypatch.setattr(harness.backends, "open_generator", lambda model, **kw: stop(device=kw["device"]))
-    monkeypatch.setattr(harness.grid, "run_cell", lambda spec, pool, **kw: stop(device=pool.device))
-    monkeypatch.setattr(harness.grid, "run_grid", lambda *a, pool, **kw: stop(device=pool.device))
+    monkeypatch.setattr(harness.runner.grid, "run_cell", lambda spec, pool, **kw: stop(device=pool.device))
+    monkeypatch.setattr(harness.runner.grid, "run_grid", lambda *a, pool, **kw: stop(device=pool.device))
     runner = CliRunner()
     for cmd in (["eval"], ["optimize", "--method", "zs-cot"], ["run", "--methods", "zs-cot"]):
         result = runner.invoke(app, [*cmd, "--backend", "hf", "--device", "cpu"])

@@ -18,9 +18,10 @@ from tiny import tiny_generator
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.evaluate import build_prompt, with_extractor
-from harness.lmeval import LMEVAL_FIX, StoredRun, build_export, export_run, load_run, require_lm_eval
-from harness.types import BenchError, GenParams, PromptPosition, RunSpec
+from harness.core.spec import RunSpec
+from harness.core.types import BenchError, GenParams, PromptPosition
+from harness.evaluation.evaluate import build_prompt, with_extractor
+from harness.lmeval.export import LMEVAL_FIX, StoredRun, build_export, export_run, load_run, require_lm_eval
 from tasks import get_task
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -56,8 +57,9 @@ def _hflm(gen):
 
 
 def _stored_run(tmp_path, task_name, position, examples, model="smollm2-135m", kind="eval", prompt=INSTRUCTION):
-    spec = RunSpec(kind=kind, task=task_name, model=model, method="prompt" if kind == "eval" else "greater",
-                   prompt=prompt if kind == "eval" else None, position=position, limit=len(examples), max_new_tokens=24)
+    spec = RunSpec(kind=kind, task=task_name, model=model, data="d", method="prompt" if kind == "eval" else "greater",
+                   prompt=prompt if kind == "eval" else None, position=position, limit=len(examples), max_new_tokens=24,
+                   preset="smoke" if kind == "optimize" else None)
     preds = [{"id": ex.id, "input": ex.input, "reasoning": f" Step one of {i}. So the answer is"} for i, ex in enumerate(examples)]
     return StoredRun(path=tmp_path, spec=spec, instruction=prompt, summary={}, predictions=preds)
 
@@ -111,7 +113,7 @@ def test_greedy_filter_mirrors_the_harness_extraction():
     """The exported regex reads what `task.extract` reads (letters outside the options score wrong either way)."""
     import re
 
-    from harness.lmeval import greedy_filter
+    from harness.lmeval.export import greedy_filter
     from tasks.formats import normalise_number
 
     cases = {
@@ -176,7 +178,7 @@ def test_round_trip_with_lm_eval_on_smollm2(tmp_path, smollm):
     assert rec["max_option_loglik_difference"] < 1e-4
 
     # Token level: record what lm-eval's generate call returns, on the generator's own model object.
-    from harness.lmeval_check import cross_check_run
+    from harness.lmeval.check import cross_check_run
 
     lm = _hflm(smollm)
     generated = []
@@ -228,7 +230,8 @@ def test_export_cli_from_run_folders(tmp_path, tiny_folder):
 def test_export_of_an_optimize_run_uses_its_best_prompt(tmp_path, smollm):
     task = get_task("bbh:navigate")
     examples = list(task.load(data_dir=DATA).test[:2])
-    spec = RunSpec(kind="optimize", task="bbh:navigate", model="smollm2-135m", method="greater", position="before", max_new_tokens=32)
+    spec = RunSpec(kind="optimize", task="bbh:navigate", model="smollm2-135m", data="d", method="greater", preset="cpu",
+                   position="before", max_new_tokens=32)
     run_dir = tmp_path / spec.run_id
     run_dir.mkdir()
     (run_dir / "spec.json").write_text(json.dumps({"spec": spec.to_dict()}))

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from harness.backends.openai import OpenAIGenerator
-from harness.types import BenchError, ChatPrompt, GenParams, Generator
+from harness.core.types import BenchError, ChatPrompt, Generator, GenParams
 
 
 def _tokens(text: str) -> list[str]:

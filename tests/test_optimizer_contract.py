@@ -7,18 +7,17 @@ budget, gives the same result for the same seed, and leaves the global random st
 
 from __future__ import annotations
 
-import importlib.util
 import random
 
 import numpy as np
 import pytest
 import torch
+from fakeworld import make_ctx, messy_optimizer, parity_task, scripted_models
 
 from baselines.fixed import FixedPrompt
-from fakeworld import make_ctx, messy_optimizer, parity_task, scripted_models
 from harness.backends.fake import ScriptedGenerator
-from harness.methods import METHOD_MODULES, load_methods, make_optimizer
-from harness.types import Budget, Cost, OptimizeResult, PromptCandidate
+from harness.core.methods import load_methods, make_optimizer
+from harness.core.types import Budget, Cost, Needs, Optimizer, OptimizeResult, PromptCandidate
 
 METHODS = load_methods()
 TASK = parity_task()
@@ -32,17 +31,29 @@ def tiny():
     return tiny_generator()
 
 
-def test_every_method_module_that_exists_is_registered():
-    """No silent skip: each method module present in the tree must have registered its name."""
-    for name, module in METHOD_MODULES.items():
-        if importlib.util.find_spec(module) is not None:
-            assert name in METHODS, f"{module} exists but does not register {name!r}"
-    assert {"ape", "opro", "protegi", "textgrad"} <= set(METHODS)
+def test_every_method_module_in_the_tree_is_registered():
+    """No silent skip: each method module in baselines/ (and GReaTer) must be named by an entry point."""
+    import pathlib
+
+    from harness.core.methods import method_entry_points
+
+    modules = {ep.value.split(":")[0] for ep in map(method_entry_points().get, METHODS)}
+    tree = {f"baselines.{p.stem}" for p in pathlib.Path(__file__).parent.parent.joinpath("baselines").glob("*.py")
+            if p.stem not in ("__init__", "common")}
+    assert tree <= modules, f"method modules without an entry point: {sorted(tree - modules)}"
+    assert {"zs-cot", "greater", "ape", "opro", "protegi", "textgrad"} <= set(METHODS)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_needs_are_declared_in_the_type(method):
+    opt = make_optimizer(method, preset="smoke")
+    assert isinstance(opt.needs, Needs) and type(opt).needs is opt.needs  # a class attribute, not looked up
+    assert isinstance(opt, Optimizer)
 
 
 def run(method, request, *, seed=0, budget=None):
     opt = make_optimizer(method, preset="smoke")
-    if getattr(opt, "needs_gradients", False):
+    if opt.needs.gradients:
         gen = request.getfixturevalue("tiny")
         ctx = make_ctx(gen, ScriptedGenerator(messy_optimizer), gradient_model=gen, seed=seed, budget=budget, max_new_tokens=8)
     else:
@@ -131,7 +142,7 @@ def step_logs(request):
 
 
 def test_every_optimizer_logs_the_shared_curve_key(step_logs):
-    from harness.report import curves
+    from harness.reports.leaderboard import curves
 
     assert {"greater", "ape", "opro", "protegi", "textgrad"} <= set(step_logs)
     for method, steps in step_logs.items():
@@ -148,8 +159,8 @@ def test_every_optimizer_logs_the_shared_curve_key(step_logs):
 
 
 def test_curve_plot_has_one_line_per_method(step_logs):
-    from harness.plots import optimization_curves
-    from harness.report import curves
+    from harness.reports.leaderboard import curves
+    from harness.reports.plots import optimization_curves
 
     fig = optimization_curves(curves([_record(m, steps) for m, steps in step_logs.items()]))
     panels = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
@@ -160,7 +171,7 @@ def test_curve_plot_has_one_line_per_method(step_logs):
 
 
 def _record(method, steps):
-    from harness.report import CellRecord
+    from harness.reports.leaderboard import CellRecord
 
     rows = tuple({k: v for k, v in s.items() if k not in ("state", "rng")} for s in steps)
     return CellRecord(run_id=f"optimize-{method}", kind="optimize", method=method, task=TASK.name, model="fake",

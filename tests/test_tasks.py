@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.types import AnswerFormat, BenchError, Example
-from tasks import custom_task, expand_tasks, get_task, task_names
+from harness.core.types import AnswerFormat, BenchError, Example
+from tasks import custom_task, expand_tasks, get_task, loader, task_names
 from tasks import formats as F
-from tasks import loader
 
 L, YN, TF, VI, INT, FT = (
     AnswerFormat.LETTER,

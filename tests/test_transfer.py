@@ -1,5 +1,5 @@
 """`bench transfer` with each target model in its own child process (as the vLLM backend needs): real child
-processes (`python -m harness.child`) with the scripted task models of gridworld, opened through
+processes (`python -m harness.runner.child`) with the scripted task models of gridworld, opened through
 an importable opener. Each child start costs an interpreter start-up (a second or two)."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-import typer
 from gridworld import child_setup, opened, write_run, write_task_file
 from typer.testing import CliRunner
 
-import harness.transfer
-from harness.transfer import needs_own_process, run_transfer, source_runs, transfer_plan
-from harness.types import BenchError
+import harness.reports.transfer
+from harness.core.types import BenchError
+from harness.reports.transfer import needs_own_process, run_transfer, source_runs, transfer_plan
+from harness.runner.data import RunData
 
 OPENER = "gridworld:open_task_model"
 GOOD, WEAK = "Be good and check each step.", "Answer now."
@@ -87,7 +87,7 @@ def test_a_failing_child_names_the_model_and_its_last_error_line(world):
 
 def test_a_crashed_child_loses_only_the_evaluation_in_progress(world, monkeypatch):
     results, _ = world
-    specs = transfer_plan(source_runs(results), ["fake-c"])["fake-c"]
+    specs = transfer_plan(source_runs(results), ["fake-c"], RunData())["fake-c"]
     k = next(i for i, s in enumerate(specs) if s.prompt != specs[0].prompt)  # the first of the other prompt
     monkeypatch.setenv("GRIDWORLD_CRASH_ON", specs[k].prompt)
     with pytest.raises(BenchError, match=r"evaluating on fake-c failed in its child process .*simulated crash"):
@@ -103,12 +103,10 @@ def test_a_crashed_child_loses_only_the_evaluation_in_progress(world, monkeypatc
 
 
 def test_cli_isolate_option(tmp_path, monkeypatch):
-    from harness.cli_grid import register
+    from harness.cli import app
 
     seen = []
-    monkeypatch.setattr(harness.transfer, "run_transfer", lambda *a, **kw: seen.append(kw["isolate"]) or {})
-    app = typer.Typer()
-    register(app)
+    monkeypatch.setattr(harness.reports.transfer, "run_transfer", lambda *a, **kw: seen.append(kw["isolate"]) or {})
     for flag, want in (([], None), (["--isolate"], True), (["--no-isolate"], False)):
         res = CliRunner().invoke(app, ["transfer", "--eval-models", "fake-a", "--results", str(tmp_path), *flag])
         assert res.exit_code == 0, res.output
@@ -118,8 +116,8 @@ def test_cli_isolate_option(tmp_path, monkeypatch):
 def test_backend_override_changes_only_the_evaluations_backend(world):
     results, _ = world
     sources = source_runs(results)
-    own = transfer_plan(sources, ["fake-c"])["fake-c"]
-    over = transfer_plan(sources, ["fake-c"], backend="hf")["fake-c"]
+    own = transfer_plan(sources, ["fake-c"], RunData())["fake-c"]
+    over = transfer_plan(sources, ["fake-c"], RunData(), backend="hf")["fake-c"]
     assert {s.backend for s in own} == {src.spec.backend for src in sources} == {"vllm"}
     assert {s.backend for s in over} == {"hf"}
     # everything else of the evaluation is the source's: only the backend (and so the run id) differs
@@ -129,26 +127,26 @@ def test_backend_override_changes_only_the_evaluations_backend(world):
 
 
 def test_device_threads_and_batch_size_reach_each_targets_model_pool(world, monkeypatch):
-    import harness.pool
+    import harness.runner.pool
 
     results, _ = world
     settings = {"device": "cpu", "threads": 1, "batch_size": 3}
     pools = []
-    real_pool = harness.pool.ModelPool
+    real_pool = harness.runner.pool.ModelPool
 
     def recording_pool(**kw):
         pools.append(kw)
         return real_pool(**kw)
 
-    monkeypatch.setattr(harness.pool, "ModelPool", recording_pool)
+    monkeypatch.setattr(harness.runner.pool, "ModelPool", recording_pool)
     run_transfer(results, ["fake-c"], opener=OPENER, isolate=False, pool=settings)
     assert len(pools) == 1 and {k: pools[0][k] for k in settings} == settings
 
     jobs = []  # the child's job carries the same settings, and the child hands them to its pool
-    monkeypatch.setattr(harness.transfer, "run_in_child", lambda work, job, **kw: jobs.append(job))
+    monkeypatch.setattr(harness.reports.transfer, "run_in_child", lambda work, job, **kw: jobs.append(job))
     run_transfer(results, ["fake-d"], opener=OPENER, isolate=True, pool=settings)
     assert jobs[0]["pool"] == settings
-    harness.transfer.evaluate_job(json.loads(json.dumps(jobs[0])), send=lambda msg: None)
+    harness.reports.transfer.evaluate_job(json.loads(json.dumps(jobs[0])), send=lambda msg: None)
     assert {k: pools[-1][k] for k in settings} == settings and len(finished_evals(results)) == 8
 
     with pytest.raises(BenchError, match="unknown model pool setting.*gpu.*use threads, batch_size, device"):
@@ -156,12 +154,10 @@ def test_device_threads_and_batch_size_reach_each_targets_model_pool(world, monk
 
 
 def test_cli_passes_device_threads_and_batch_size(tmp_path, monkeypatch):
-    from harness.cli_grid import register
+    from harness.cli import app
 
     seen = []
-    monkeypatch.setattr(harness.transfer, "run_transfer", lambda *a, **kw: seen.append(kw["pool"]) or {})
-    app = typer.Typer()
-    register(app)
+    monkeypatch.setattr(harness.reports.transfer, "run_transfer", lambda *a, **kw: seen.append(kw["pool"]) or {})
     args = ["transfer", "--eval-models", "fake-a", "--results", str(tmp_path)]
     assert CliRunner().invoke(app, args).exit_code == 0
     assert seen[-1] == {"threads": None, "batch_size": 8, "device": None}

@@ -13,8 +13,8 @@ import sys
 import pytest
 
 from harness.backends import open_generator, resolve_backend
-from harness.evaluate import build_prompt
-from harness.types import BenchError, ChatPrompt, GenParams
+from harness.core.types import BenchError, ChatPrompt, GenParams
+from harness.evaluation.evaluate import build_prompt
 
 try:
     import vllm  # noqa: F401
@@ -186,8 +186,8 @@ def test_greater_decodes_with_vllm_and_takes_gradients_with_hf(tmp_path, data_di
     """A smoke GReaTer cell on backend vllm: every generation goes through the vLLM engine; HF only for gradients."""
     from harness.backends.hf import HFGenerator
     from harness.backends.vllm import VLLMGenerator
-    from harness.grid import Cell, GridSettings, run_cell
-    from harness.pool import ModelPool
+    from harness.runner.grid import Cell, GridSettings, run_cell
+    from harness.runner.pool import ModelPool
 
     calls = {"vllm": 0, "hf": 0}
     for cls, name in ((VLLMGenerator, "vllm"), (HFGenerator, "hf")):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.types import BenchError, Generator
+from harness.core.types import BenchError, Generator
 
 BACKENDS = ("hf", "vllm", "openai", "auto")
 
@@ -62,7 +62,7 @@ def open_generator(
         gen = OpenAIGenerator(model, base_url, **kwargs)
     if not cache:
         return gen
-    from harness.cache import CachedGenerator, ResponseCache
-    from harness.models import cache_dir
+    from harness.backends.cache import CachedGenerator, ResponseCache
+    from harness.backends.models import cache_dir
 
     return CachedGenerator(gen, ResponseCache(cache_dir() / "responses.sqlite"))

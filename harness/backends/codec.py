@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from harness.types import Prompt
+from harness.core.types import Prompt
 
 
 def render_prompt(tokenizer: Any, prompt: Prompt, use_chat_template: bool) -> str:

@@ -10,7 +10,7 @@ import re
 import zlib
 from collections.abc import Callable, Sequence
 
-from harness.types import ChatPrompt, GenParams, Generation, Prompt, Sample
+from harness.core.types import ChatPrompt, Generation, GenParams, Prompt, Sample
 
 ReplyFn = Callable[[str, GenParams, int], str]
 LoglikFn = Callable[[str, str], float]

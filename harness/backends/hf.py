@@ -4,21 +4,22 @@ It also exposes the loaded `model` and `tokenizer`, which the gradient code (GRe
 process loads the weights once.
 
 Device: the model is moved once, at load, to `device` (`resolve_device`: by default the fastest device torch
-sees, cuda, else mps, else cpu); every tensor this backend and harness.greater_grad create is placed on the
+sees, cuda, else mps, else cpu); every tensor this backend and harness.greater.gradients create is placed on the
 model's device, and results come back as Python numbers and lists.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 from harness.backends import device_tag
 from harness.backends.codec import PromptCodec, render_prompt
-from harness.types import BenchError, GenParams, Generation, Prompt, Sample
+from harness.core.types import BenchError, Generation, GenParams, Prompt, Sample
 
-__all__ = ["HFGenerator", "render_prompt", "resolve_device", "unload"]
+__all__ = ["HFGenerator", "render_prompt", "resolve_device"]
 
 DTYPES = ("float32", "bfloat16", "float16")
 DEVICE_TYPES = ("cuda", "mps", "cpu")
@@ -85,7 +86,7 @@ class HFGenerator:
             self.revision = revision or "in-memory"
             use_template = None
         else:
-            from harness.models import resolve_model
+            from harness.backends.models import resolve_model
 
             resolved = resolve_model(model, revision)
             self.revision = resolved.revision
@@ -100,6 +101,11 @@ class HFGenerator:
         tok.padding_side = "left"
         self.codec = PromptCodec(tok, use_template)
         self.use_chat_template = self.codec.use_chat_template
+
+    def close(self) -> None:
+        """Free the weights (the pool calls this when a model's last cell is done)."""
+        self.model = None
+        gc.collect()
 
     # ------------------------------------------------------------------ Generator protocol
     @property
@@ -226,30 +232,18 @@ def _as_list(x: Any) -> list[int]:
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-_LOADED: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}  # (path, revision, dtype, device)
-
-
-def unload(model: Any) -> None:
-    """Forget the process-wide reference to these weights, so they are freed once no generator holds them."""
-    for key in [k for k, (m, _tok) in _LOADED.items() if m is model]:
-        del _LOADED[key]
-
-
 def _load(path: str, revision: str, dtype: str, device: str) -> tuple[Any, Any]:
-    """Load once per process and device: a second HFGenerator on the same weights shares them."""
-    key = (path, revision, dtype, device)
-    if key not in _LOADED:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Load the weights and tokenizer (the caller, `harness.runner.pool.ModelPool`, keeps them: backends do not cache)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        kw = {} if revision in ("", None) or "/" not in path or path.startswith("/") else {"revision": revision}
-        try:
-            tok = AutoTokenizer.from_pretrained(path, **kw)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kw)
-        except OSError as e:
-            raise BenchError(
-                f"cannot load model {path!r} ({str(e).splitlines()[0][:120]}): pass a local folder, a packaged "
-                "alias (`bench models`), or a hub id on a machine with hub access"
-            ) from None
-        _LOADED[key] = (model.to(device), tok)  # moved once, here
-    return _LOADED[key]
+    kw = {} if revision in ("", None) or "/" not in path or path.startswith("/") else {"revision": revision}
+    try:
+        tok = AutoTokenizer.from_pretrained(path, **kw)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kw)
+    except OSError as e:
+        raise BenchError(
+            f"cannot load model {path!r} ({str(e).splitlines()[0][:120]}): pass a local folder, a packaged "
+            "alias (`bench models`), or a hub id on a machine with hub access"
+        ) from None
+    return model.to(device), tok

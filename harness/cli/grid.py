@@ -1,0 +1,250 @@
+"""`bench run`, `bench leaderboard`, `bench transfer` and `bench migrate`: thin wrappers over the runner and reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from harness.cli.options import (
+    Backend,
+    BaseUrl,
+    BatchSize,
+    BudgetTokens,
+    Cache,
+    DataDir,
+    Device,
+    Dtype,
+    Isolate,
+    Limit,
+    MaxNewTokens,
+    OptimizerBackend,
+    OptimizerModel,
+    Position,
+    Preset,
+    Reading,
+    Results,
+    Threads,
+    check_dtype,
+    check_reading,
+    default_results,
+    err,
+    friendly,
+    out,
+)
+from harness.core.types import BenchError
+
+FORMATS = ("md", "csv", "html")
+REFERENCE_ONLY = ("no-instruction",)  # registered reference prompts that `--methods all` leaves out
+
+
+@friendly
+def run_cmd(
+    methods: Annotated[str, typer.Option(help="Comma-separated methods (`bench methods`), or 'all'.")] = "all",
+    tasks: Annotated[str, typer.Option(help="Comma-separated tasks or groups (`bench tasks`).")] = "bbh:navigate",
+    models: Annotated[str, typer.Option(help="Comma-separated task models: aliases, local folders or hub ids.")] = "smollm2-135m",
+    seeds: Annotated[str, typer.Option(help="Root seeds: 0,1,2 or 0-2.")] = "0",
+    preset: Preset = "cpu",
+    position: Position = None,
+    max_new_tokens: MaxNewTokens = None,
+    limit: Limit = None,
+    reading: Reading = None,
+    budget_tokens: BudgetTokens = None,
+    optimizer_model: OptimizerModel = None,
+    optimizer_backend: OptimizerBackend = None,
+    base_url: BaseUrl = None,
+    backend: Backend = "auto",
+    dtype: Dtype = "float32",
+    device: Device = None,
+    threads: Threads = None,
+    batch_size: BatchSize = 8,
+    cache: Cache = True,
+    keep_going: Annotated[bool, typer.Option("--keep-going", help="Record a failing cell's error and go on with the next.")] = False,
+    isolate: Isolate = None,
+    results: Results = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run every (method, task, model, seed) cell: optimize, then score on dev and test. Re-running the same
+    command skips finished cells and resumes unfinished ones from their last completed step."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from harness.runner.cells import Cell, GridSettings, parse_list, parse_seeds
+    from harness.runner.grid import run_grid
+    from harness.runner.pool import ModelPool
+    from harness.runner.progress import GridStatus
+
+    results = results or default_results()
+    check_reading(reading)
+    check_dtype(dtype)
+    method_names, model_names, seed_list = _methods(methods), parse_list(models, "model"), parse_seeds(seeds)
+    settings = GridSettings(
+        preset=preset, position=position, max_new_tokens=max_new_tokens, limit=limit, reading=reading, dtype=dtype,
+        budget_tokens=budget_tokens, optimizer_model=optimizer_model, optimizer_backend=optimizer_backend,
+        base_url=base_url, backend=backend,
+    )
+    pool = ModelPool(cache=cache, threads=threads, batch_size=batch_size, device=device)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
+    with Progress(*columns, console=err, transient=False) as bar:
+        job = bar.add_task("cells", total=None, info="")
+
+        def on_status(s: GridStatus) -> None:
+            info = s.line()
+            desc = f"[bold]{s.cell}[/bold]" if s.event == "start" else "cells"
+            bar.update(job, total=s.total, completed=s.done + s.failed, description=desc, info=info)
+            if s.event == "skip":
+                bar.console.print(f"[dim]finished already:[/dim] {s.cell}", highlight=False)
+            elif s.event == "fail":
+                bar.console.print(f"[red]failed:[/red] {s.cell}: {s.error}", highlight=False)
+
+        def progress(cell: Cell, msg: str) -> None:
+            bar.console.print(f"[dim]{cell.method} {cell.task} s{cell.seed}[/dim] {msg}", highlight=False)
+
+        records = run_grid(
+            method_names, tasks, model_names, seed_list, preset, settings=settings,
+            data_dir=data_dir, out=results, pool=pool, on_status=on_status, progress=progress, keep_going=keep_going,
+            isolate=isolate,
+        )
+    _print_records(out, records)
+    out.print(f"run folders in {results}; the table: bench leaderboard --results {results}")
+
+@friendly
+def leaderboard_cmd(
+    results: Results = None,
+    format: Annotated[str, typer.Option("--format", help="md (README), csv (analysis) or html (a self-contained page).")] = "md",
+    output: Annotated[Path | None, typer.Option(help="Write here (default: stdout; html: RESULTS/leaderboard.html).")] = None,
+    plots: Annotated[Path | None, typer.Option(help="Also save the plots as PNG files in this folder.")] = None,
+) -> None:
+    """Build the comparison table from the stored records (it is regenerated, never edited)."""
+    from harness.core.io import atomic_write_text
+    from harness.reports import leaderboard as report
+    from harness.reports import render
+
+    results = results or default_results()
+    if format not in FORMATS:
+        raise BenchError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
+    records = report.load_records(results)
+    if not records:
+        raise BenchError(f"no finished runs in {results}: run `bench run` first")
+    board = report.leaderboard(records)
+    if format == "md":
+        text = render.to_markdown(board, report.transfer_matrices(records), report.transfer_leaderboard(records))
+    elif format == "csv":
+        text = render.to_csv(board)
+    else:
+        text = render.page(records)
+        output = output or results / "leaderboard.html"
+    if plots is not None:
+        _save_plots(records, board, plots)
+        err.print(f"plots in {plots}")
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        atomic_write_text(output, text)
+        err.print(f"wrote {output}")
+
+@friendly
+def transfer_cmd(
+    eval_models: Annotated[str, typer.Option(help="Comma-separated models to score every stored prompt on.")],
+    results: Results = None,
+    methods: Annotated[str | None, typer.Option(help="Only these methods (comma-separated).")] = None,
+    tasks: Annotated[str | None, typer.Option(help="Only these tasks (comma-separated).")] = None,
+    source_models: Annotated[str | None, typer.Option(help="Only prompts optimized on these models.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Where the matrices go (default: RESULTS/transfer).")] = None,
+    cache: Cache = True,
+    isolate: Isolate = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="Decode the transfer evaluations with this backend (hf, vllm, auto) instead of each source run's own."),
+    ] = None,
+    device: Device = None,
+    threads: Threads = None,
+    batch_size: BatchSize = 8,
+    data_dir: DataDir = None,
+) -> None:
+    """Score every stored optimized prompt on every listed model; write the source x target matrix of each
+    method (CSV and heatmap PNG). Each model is loaded once; re-running skips finished evaluations."""
+    from rich.table import Table
+
+    from harness.reports.leaderboard import matrix_title
+    from harness.reports.render import pct
+    from harness.reports.transfer import run_transfer
+    from harness.runner.cells import parse_list
+
+    results = results or default_results()
+    def progress(target: str, done: int, total: int) -> None:
+        err.print(f"[dim]{target}[/dim] {done}/{total} prompts", highlight=False)
+
+    report_dir = output or results / "transfer"
+    matrices = run_transfer(
+        results, parse_list(eval_models, "model"),
+        methods=parse_list(methods, "method") if methods else None, tasks=parse_list(tasks, "task") if tasks else None,
+        source_models=parse_list(source_models, "model") if source_models else None, data_dir=data_dir,
+        cache=cache, progress=progress, report_dir=report_dir, isolate=isolate, backend=backend,
+        pool={"threads": threads, "batch_size": batch_size, "device": device},
+    )
+    for (preset, method), m in matrices.items():
+        table = Table("optimized on \\ evaluated on", *map(str, m.columns), title=matrix_title(preset, method, m))
+        for src, row in m.iterrows():
+            table.add_row(str(src), *(pct(v) for v in row))
+        out.print(table)
+    if not matrices:
+        out.print("no transfer pairs: every prompt was optimized on the evaluation models themselves")
+    out.print(f"matrices (CSV, PNG) in {report_dir}")
+
+
+def _methods(text: str) -> list[str]:
+    from harness.core.methods import check_method, load_methods
+    from harness.runner.cells import parse_list
+
+    if text.strip() == "all":  # the reference first, then the method under study, then the rest by name
+        first = {"zs-cot": 0, "greater": 1}
+        return sorted((m for m in load_methods() if m not in REFERENCE_ONLY), key=lambda m: (first.get(m, 2), m))
+    names = parse_list(text, "method")
+    for name in names:  # did-you-mean before anything loads
+        check_method(name)
+    return names
+
+
+def _save_plots(records: Any, board: Any, folder: Path) -> None:
+    from harness.reports import leaderboard as report
+    from harness.reports import plots as P
+
+    P.save(P.accuracy_bars(board), folder / "accuracy.png")
+    P.save(P.cost_vs_accuracy(board), folder / "cost_vs_accuracy.png")
+    c = report.curves(records)
+    if not c.empty:
+        P.save(P.optimization_curves(c), folder / "curves.png")
+    for (preset, method), m in report.transfer_matrices(records).items():
+        P.save(P.transfer_heatmap(m, report.matrix_title(preset, method, m, short=True)), folder / f"transfer-{preset}-{method}.png")
+
+
+def _print_records(console: Any, records: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table("method", "task", "model", "seed", "test %", "zs-cot %", "opt. wall", "prompt", title="cells")
+    for r in records:
+        if "error" in r:
+            table.add_row(r["run_id"], "", "", "", "-", "-", "-", f"[red]{r['error']}[/red]")
+            continue
+        wall = r.get("cost", {}).get("wall_seconds", 0.0)
+        table.add_row(
+            r["method"], r["task"], r["model"], str(r["seed"]), f"{100 * r['test_accuracy']:.1f}",
+            f"{100 * r['zero_shot_cot_test_accuracy']:.1f}", f"{wall:.0f} s", r["prompt"][:80],
+        )
+    console.print(table)
+
+
+@friendly
+def migrate_cmd(
+    results: Annotated[Path, typer.Argument(help="The results folder whose run folders to rewrite (e.g. results).")],
+    data_dir: DataDir = None,
+) -> None:
+    """Rewrite run folders written before typed run specs (spec version 1) once: typed fields, the data
+    fingerprint, new run ids (folders renamed; transfer runs point at their sources' new ids)."""
+    from harness.runner.migrate import migrate
+
+    report = migrate(results, data_dir=data_dir)
+    for old, new in report.renamed:
+        out.print(f"{old} -> {new}", highlight=False)
+    out.print(f"migrated {len(report.renamed)} run folder(s); {report.current} already current", highlight=False)

@@ -1,0 +1,128 @@
+"""What every `bench` command shares: the consoles, the one-line error wrapper and the common options.
+
+Defaults and help texts of run-wide settings are read from their one home, `harness.core.spec` (presets),
+so `--help` cannot drift from what a run does.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from harness.core.spec import DTYPES, PRESETS, preset_help
+from harness.core.types import READINGS, BenchError, PromptPosition
+
+out = Console()
+err = Console(stderr=True)
+
+RESULTS_ENV = "BENCH_RESULTS"
+DEFAULT_RESULTS = Path("bench-results")  # the user's runs; the committed reference set is results/ (README)
+
+
+def default_results() -> Path:
+    return Path(os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS)
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Errors the user can fix print as one line with no traceback, and exit non-zero."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BenchError as e:
+            # escaped: fixes such as `pip install "greater-bench[lmeval]"` hold brackets rich would eat as markup
+            err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except OSError as e:  # a filesystem error the records layer did not name (it names most)
+            where = f" {e.filename}" if getattr(e, "filename", None) else ""
+            err.print(f"[red]error:[/red] {escape(e.strerror or str(e))}{escape(where)}: check the path and free space",
+                      highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted: finished runs are kept; run the same command again to continue")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def check_reading(reading: str | None) -> None:
+    if reading is not None and reading not in READINGS:
+        raise BenchError(f"unknown reading {reading!r}: use one of {', '.join(READINGS)}")
+
+
+def check_dtype(dtype: str) -> None:
+    if dtype not in DTYPES:
+        raise BenchError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+
+
+_PRESETS = ", ".join(PRESETS.names())
+
+Backend = Annotated[
+    str,
+    typer.Option(
+        envvar="BENCH_BACKEND",
+        help="Decoding engine: hf, vllm, openai (with --base-url) or auto (vllm when installed, else hf). "
+        "Gradients always use hf.",
+    ),
+]
+Device = Annotated[
+    str | None,
+    typer.Option(
+        help="Torch device of the hf backend (gradients; decoding with --backend hf): cpu, cuda, cuda:N or mps "
+        "(default: cuda if available, else mps, else cpu). Recorded in spec.json, not in the run id.",
+    ),
+]
+Threads = Annotated[int | None, typer.Option(help="CPU threads (hf: torch threads; vllm: cores bound).")]
+BatchSize = Annotated[int, typer.Option(help="Generation batch size (hf; vllm: max concurrent sequences).")]
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", envvar="BENCH_DATA_DIR",
+        help="Folder with bbh/, gsm8k/, folio/ in their official formats (default: ../shared/data or ./data when "
+        "present, else the hub via `datasets`).",
+    ),
+]
+Results = Annotated[
+    Path | None,
+    typer.Option("--results", "--out", envvar=RESULTS_ENV,
+                 help="Results folder: run folders are written and read here (the committed reference set is results/)."),
+]
+Preset = Annotated[str, typer.Option(help=f"Run preset shared by every method: {_PRESETS}.")]
+EvalPreset = Annotated[
+    str | None,
+    typer.Option(help=f"Run preset: {_PRESETS} (its reasoning length and prompt position; default: none)."),
+]
+Position = Annotated[
+    PromptPosition | None,
+    typer.Option(help=f"Where the prompt goes (default: the preset's: {preset_help('position', none=True)})."),
+]
+MaxNewTokens = Annotated[
+    int | None,
+    typer.Option(help=f"Reasoning length of the evaluations (default: the preset's: {preset_help('max_new_tokens', none=True)})."),
+]
+Reading = Annotated[
+    str | None,
+    typer.Option(help="Primary answer reading: greedy, options or fallback (default: options for closed answer sets, else greedy)."),
+]
+Dtype = Annotated[str, typer.Option(help=f"Weights dtype: {', '.join(DTYPES)} (hf and vllm backends).")]
+Cache = Annotated[bool, typer.Option("--cache/--no-cache", help="Use the shared response cache.")]
+Limit = Annotated[int | None, typer.Option(help="Score only the first N rows of the split (optimize: of the test split).")]
+BudgetTokens = Annotated[int | None, typer.Option("--budget", help="Common budget per cell: task-model tokens (in + out).")]
+OptimizerModel = Annotated[str | None, typer.Option(help="Optimizer LLM of text-based methods (default: the task model).")]
+OptimizerBackend = Annotated[
+    str | None, typer.Option(help="Backend of the optimizer LLM: hf, vllm, or openai with --base-url (default: the task model's).")
+]
+BaseUrl = Annotated[str | None, typer.Option(help="URL of an OpenAI-compatible server (backend openai).")]
+Isolate = Annotated[
+    bool | None,
+    typer.Option("--isolate/--no-isolate", help="Run each model in its own child process, or in this one "
+                 "(default: auto, a child for backends such as vllm that own their process)."),
+]

@@ -1,0 +1,103 @@
+"""The cells of a grid: what every cell shares (`GridSettings`), one (method, task, model, seed) `Cell`, and the
+order cells run in. Below both the grid (`harness.runner.grid`) and its progress display (`harness.runner.progress`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from harness.core.spec import PRESETS, OptimizerEndpoint, Override, RunSpec
+from harness.core.types import BenchError, Budget, PromptPosition
+
+
+@dataclass(frozen=True, kw_only=True)
+class GridSettings:
+    """What every cell of a grid shares. The spec of a cell equals the one `bench optimize` builds from
+    the same options, so both commands find each other's finished run folders. Position and reasoning length
+    default to the preset's (`harness.core.spec.PRESETS`, their one home)."""
+
+    preset: str = "cpu"
+    position: PromptPosition | None = None  # None: the preset's
+    max_new_tokens: int | None = None  # None: the preset's
+    limit: int | None = None  # evaluate the final prompt on the first N test rows only
+    reading: str | None = None  # primary answer reading; None: options for closed answer sets
+    dtype: str = "float32"
+    budget_tokens: int | None = None  # common budget: task-model tokens (in + out)
+    optimizer_model: str | None = None  # optimizer LLM of text-based methods; None: the task model
+    backend: str = "hf"
+    optimizer_backend: str | None = None  # None: the task model's; "openai" with base_url reaches a server
+    base_url: str | None = None  # that server's URL (the API key comes from OPENAI_API_KEY)
+    overrides: tuple[tuple[str, Override], ...] = ()  # method settings over the preset's (every method of the grid)
+
+    def __post_init__(self) -> None:
+        p = PRESETS.get(self.preset)  # did-you-mean on a typo, before anything runs
+        object.__setattr__(self, "position", PromptPosition(self.position or p.position))
+        object.__setattr__(self, "max_new_tokens", self.max_new_tokens or p.max_new_tokens)
+        from harness.backends import resolve_backend
+
+        object.__setattr__(self, "backend", resolve_backend(self.backend))  # the spec records the real one
+        if self.optimizer_backend == "hf":  # the task model's own engine family
+            object.__setattr__(self, "optimizer_backend", None)
+        if self.optimizer_backend is not None or self.base_url:
+            OptimizerEndpoint(model=self.optimizer_model or "", backend=self.optimizer_backend, base_url=self.base_url)
+        if self.budget_tokens is not None and self.budget_tokens < 1:
+            raise BenchError(f"--budget must be a positive number of task-model tokens (got {self.budget_tokens})")
+
+    def endpoint(self, model: str) -> OptimizerEndpoint | None:
+        """The optimizer LLM of a cell on `model`; None when it is the task model on the task model's backend."""
+        if self.optimizer_backend is None and self.optimizer_model in (None, model):
+            return None
+        return OptimizerEndpoint(model=self.optimizer_model or model, backend=self.optimizer_backend, base_url=self.base_url)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cell:
+    method: str
+    task: str
+    model: str
+    seed: int
+
+    def spec(self, settings: GridSettings, data: str) -> RunSpec:
+        """The cell's spec; `data` is the fingerprint of its rows (`RunData.optimize_fingerprint`)."""
+        s = settings
+        return RunSpec(
+            kind="optimize", task=self.task, model=self.model, data=data, backend=s.backend, dtype=s.dtype,
+            method=self.method, preset=s.preset, position=s.position, max_new_tokens=s.max_new_tokens,
+            limit=s.limit, seed=self.seed, primary_reading=s.reading,
+            budget=Budget(task_tokens=s.budget_tokens) if s.budget_tokens else None,
+            optimizer=s.endpoint(self.model), overrides=s.overrides,
+        )
+
+    def __str__(self) -> str:
+        return f"{self.method} / {self.task} / {self.model} / seed {self.seed}"
+
+
+def make_cells(methods: Sequence[str], tasks: Sequence[str], models: Sequence[str], seeds: Sequence[int]) -> list[Cell]:
+    """All cells, model by model (each model loads once), then seed by seed (a complete first seed comes
+    first), then task, then method."""
+    return [Cell(method=me, task=t, model=mo, seed=s) for mo in models for s in seeds for t in tasks for me in methods]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"0,1,2" or "0-2" -> [0, 1, 2] (non-negative integers, duplicates dropped)."""
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        a, _, b = part.partition("-")
+        if not a.isdigit() or (b and not b.isdigit()):
+            raise BenchError(f"bad seed list {text!r}: use non-negative integers like 0,1,2 or a range 0-2")
+        if b and int(b) < int(a):
+            raise BenchError(f"seed range {part!r} runs backwards: write it low to high, e.g. {b}-{a}")
+        out.extend(range(int(a), int(b or a) + 1))
+    if not out:
+        raise BenchError("no seed given: use e.g. --seeds 0 or --seeds 0,1,2")
+    return list(dict.fromkeys(out))
+
+
+def parse_list(text: str, what: str) -> list[str]:
+    items = list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    if not items:
+        raise BenchError(f"no {what} given")
+    return items

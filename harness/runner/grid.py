@@ -1,0 +1,220 @@
+"""The benchmark grid: every (method, task, model, seed) cell, run one after another, resumable.
+
+A cell is executed by one function, `run_cell(spec) -> record`, so cells can later be sent to a cluster:
+the spec (a frozen `RunSpec`, its hash the run id) is everything a worker needs. In one process, models are
+opened through a small `ModelPool` (`harness.runner.pool`), so each model loads once however many cells use it;
+cells are ordered model by model and a model is released when its last cell is done. A backend whose models
+cannot be freed (vLLM: an engine lives as long as its process) runs each model's cells in a child process of
+its own instead (`harness.runner.child`), which reports every cell's start and end, so progress and ETA
+(`harness.runner.progress`) look the same.
+
+Resuming is the run folder's job: a finished cell (summary.json present) is read back, an unfinished one
+continues from its last completed step (steps.jsonl, see `harness.runner.run.run_optimize`). Ctrl-C or a crash
+therefore loses at most the step in progress.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import harness.runner.pool  # ModelPool is looked up there on every use, the one place tests replace it
+from harness.core.io import check_writable
+from harness.core.methods import make_optimizer
+from harness.core.spec import RunSpec
+from harness.core.types import BenchError, Optimizer
+from harness.evaluation.evaluate import ProgressFn
+from harness.runner.cells import Cell, GridSettings, make_cells
+from harness.runner.child import Send, needs_own_process, run_in_child
+from harness.runner.data import RunData
+from harness.runner.progress import Board, GridStatus
+from harness.runner.records import RunFolder
+from harness.runner.run import DEFAULT_RESULTS, run_optimize
+
+# ------------------------------------------------------------------------------------------ one cell
+
+
+def cell_optimizer(spec: RunSpec) -> Optimizer:
+    """The method of an optimize spec: its preset plus the spec's overrides (bad names fail in one line)."""
+    return make_optimizer(spec.method, preset=spec.preset or "cpu", **dict(spec.overrides))
+
+
+def run_cell(
+    spec: RunSpec,
+    *,
+    pool: harness.runner.pool.ModelPool | None = None,
+    data_dir: str | Path | None = None,
+    out: str | Path = DEFAULT_RESULTS,
+    progress: Callable[[str], None] | None = None,
+    eval_progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Run one optimize cell (optimize -> dev -> test) and return its record (summary.json's content).
+
+    A finished cell is read back without opening any model; an unfinished one resumes from its step log.
+    Without a `pool` the models are opened for this call and released at the end.
+    """
+    if spec.kind != "optimize":
+        raise ValueError("run_cell takes an optimize spec")
+    folder = RunFolder(Path(out), spec)
+    if folder.finished:
+        return folder.summary()
+    optimizer = cell_optimizer(spec)
+    data = RunData(data_dir)
+    data.check(spec)  # the rows are the ones the spec was made from, checked before any model loads
+    own = pool is None
+    pool = pool or harness.runner.pool.ModelPool()
+    try:
+        task_model = pool.generator(spec.model, backend=spec.backend, dtype=spec.dtype)
+        opt_model = None
+        if spec.optimizer is not None and optimizer.needs.optimizer_llm:
+            e = spec.optimizer
+            opt_model = pool.generator(e.model, backend=e.backend or spec.backend, dtype=spec.dtype, base_url=e.base_url)
+        gradient = pool.gradient_model(spec.model, dtype=spec.dtype) if optimizer.needs.gradients else None
+        return run_optimize(
+            spec, task_model, optimizer_model=opt_model, gradient_model=gradient, data=data, out=out,
+            progress=progress, optimizer=optimizer, eval_progress=eval_progress,
+        )
+    finally:
+        if own:
+            pool.close()
+
+
+# ------------------------------------------------------------------------------------------ the grid
+
+
+CellRunner = Callable[..., dict[str, Any]]
+
+
+def run_grid(
+    methods: Sequence[str],
+    tasks: Sequence[str] | str,
+    models: Sequence[str],
+    seeds: Sequence[int],
+    preset: str = "cpu",
+    *,
+    settings: GridSettings | None = None,
+    data_dir: str | Path | None = None,
+    out: str | Path = DEFAULT_RESULTS,
+    pool: harness.runner.pool.ModelPool | None = None,
+    on_status: Callable[[GridStatus], None] | None = None,
+    progress: Callable[[Cell, str], None] | None = None,
+    keep_going: bool = False,
+    isolate: bool | None = None,
+    runner: CellRunner = run_cell,
+) -> list[dict[str, Any]]:
+    """Run every (method, task, model, seed) cell in `make_cells` order; return their records in that order.
+
+    Finished cells are skipped (read back), unfinished ones resume. `on_status` gets a `GridStatus` on every
+    event, `progress(cell, message)` the method's own messages. A failing cell stops the grid unless
+    `keep_going` (its record is then `{"run_id", "error"}`); Ctrl-C stops it at once.
+
+    `isolate`: run each model's cells in a child process of its own (True), in this process (False), or decide
+    by backend (None: a child for backends outside `harness.runner.child.IN_PROCESS_BACKENDS`, such as vllm). A child
+    opens models as `pool` would (its opener must then be a "module:function" string) and runs `run_cell`, not
+    `runner`. A failed child stops the grid with one line naming the model and its log; with `keep_going` the
+    model's unfinished cells are recorded as failed with that line and the grid goes on with the next model.
+    """
+    from tasks import expand_tasks
+
+    settings = settings or GridSettings(preset=preset)
+    if settings.preset != preset:
+        settings = dataclasses.replace(settings, preset=preset)
+    if not methods or not models or not seeds:
+        raise BenchError("a grid needs at least one method, one model and one seed")
+    task_names = expand_tasks(tasks)
+    cells = make_cells(list(methods), task_names, list(models), [int(s) for s in seeds])
+    specs = grid_specs(cells, settings, RunData(data_dir))
+    check_writable(out)  # before any model loads
+    own = pool is None
+    pool = pool or harness.runner.pool.ModelPool()
+    isolate = needs_own_process(settings.backend) if isolate is None else isolate
+    if isolate:
+        pool.child_settings()  # an opener function cannot reach a child: say so before anything runs
+    board = Board(cells, specs, on_status or (lambda _s: None), progress)
+    how = {"keep_going": keep_going, "data_dir": data_dir, "out": out}
+    try:
+        for model in dict.fromkeys(c.model for c in cells):
+            todo = []
+            for i in (i for i, c in enumerate(cells) if c.model == model):
+                folder = RunFolder(Path(out), specs[i])
+                if folder.finished:
+                    board.skip(i, folder.summary())
+                else:
+                    todo.append(i)
+            if todo and isolate:
+                _run_cells_in_child(model, [specs[i] for i in todo], pool, board.listener(todo), **how)
+            elif todo:
+                run_cells([specs[i] for i in todo], pool, board.listener(todo), runner=runner, **how)
+                pool.release(model)  # its last cell: free the weights before the next model loads
+        board.end()
+    finally:
+        if own:
+            pool.close()
+    return board.records
+
+
+def grid_specs(cells: Sequence[Cell], settings: GridSettings, data: RunData) -> list[RunSpec]:
+    """Every cell's spec, with every input checked before any model loads: method names, presets and
+    overrides (each method configured once), task names, and the data rows (loaded once per task)."""
+    for method in dict.fromkeys(c.method for c in cells):
+        make_optimizer(method, preset=settings.preset, **dict(settings.overrides))
+    prints = {t: data.optimize_fingerprint(t, settings.limit) for t in dict.fromkeys(c.task for c in cells)}
+    return [c.spec(settings, prints[c.task]) for c in cells]
+
+
+def run_cells(
+    specs: Sequence[RunSpec], pool: harness.runner.pool.ModelPool, send: Send, *, keep_going: bool = False,
+    runner: CellRunner = run_cell, data_dir: str | Path | None = None, out: str | Path = DEFAULT_RESULTS,
+) -> None:
+    """Run `specs` one after another, telling `send` about the k-th: ["start", k], ["say", k, message] (the
+    method's progress), then ["finish", k, record] or, with `keep_going`, ["fail", k, error] (without it the
+    error is raised). The same messages go to the grid in this process or through a child's pipe."""
+    for k, spec in enumerate(specs):
+        send(["start", k])
+        try:
+            record = runner(spec, pool=pool, data_dir=data_dir, out=out, progress=lambda msg, k=k: send(["say", k, msg]))
+        except Exception as e:  # not KeyboardInterrupt: Ctrl-C always stops the grid
+            if not keep_going:
+                raise
+            send(["fail", k, f"{type(e).__name__}: {e}"])
+        else:
+            send(["finish", k, record])
+
+
+def _run_cells_in_child(
+    model: str, specs: Sequence[RunSpec], pool: harness.runner.pool.ModelPool, send: Send, *, keep_going: bool,
+    data_dir: str | Path | None, out: str | Path,
+) -> None:
+    """`run_cells` for the cells of `model` in a child process, so this process never loads it and everything
+    it held is freed when the child exits. Each cell resumes from its step log, so a crashed child loses at
+    most the step in progress; with `keep_going` the cells it did not end are sent as failed."""
+    job = {"specs": [s.to_dict() for s in specs], "pool": pool.child_settings(), "keep_going": keep_going,
+           "data_dir": str(Path(data_dir).resolve()) if data_dir is not None else None, "out": str(Path(out).resolve())}
+    ended: set[int] = set()
+
+    def forward(message: list[Any]) -> None:
+        if message[0] in ("finish", "fail"):
+            ended.add(message[1])
+        send(message)
+
+    try:
+        run_in_child("harness.runner.grid:run_cells_job", job, on_message=forward, what=f"running the cells of {model}",
+                     log_name=f"run-{Path(model).name}", kept="finished cells and steps are kept")
+    except BenchError as e:
+        if not keep_going:
+            raise
+        for k in range(len(specs)):
+            if k not in ended:
+                send(["fail", k, str(e)])
+
+
+def run_cells_job(job: dict[str, Any], send: Send) -> None:
+    """The child's side of `_run_cells_in_child` (`python -m harness.runner.child harness.runner.grid:run_cells_job`)."""
+    pool = harness.runner.pool.ModelPool(**job["pool"])
+    try:
+        run_cells([RunSpec.from_dict(s) for s in job["specs"]], pool, send, keep_going=job["keep_going"],
+                  data_dir=job["data_dir"], out=job["out"])
+    finally:
+        pool.close()

@@ -1,0 +1,92 @@
+"""The model pool: each (model, backend, dtype) opened once and shared by everything using it; the only
+place that holds loaded models and engines (backends open and close, they do not cache).
+
+`bench run` (`harness.runner.grid`), `bench optimize` and `bench transfer` open their models through a `ModelPool`
+instead of calling the backends themselves, so a model loads once however many cells or prompts use it,
+GReaTer's gradient model shares the weights loaded for decoding, and `release(model)` frees a model's weights
+before the next one loads. A child process (`harness.runner.child`) builds an equal pool from `child_settings()`.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from typing import Any
+
+from harness.core.types import BenchError, Generator, GradientModel
+from harness.runner.child import import_function, opener_for_child
+
+Opener = Callable[[str, str, str], Generator]  # (model, backend, dtype) -> Generator
+
+
+class ModelPool:
+    """Opens each (model, backend, dtype) once per process and hands out the same generator afterwards.
+
+    `opener` defaults to `open_generator` (HF weights, wrapped in the response cache); tests pass scripted
+    generators, as a function or as "module:function" (which a child process can import too).
+    `device` is the torch device of every HF model the default opener loads (None: cuda, else mps, else cpu).
+    `release(model)` drops a model and frees its weights.
+    """
+
+    def __init__(
+        self, *, opener: Opener | str | None = None, cache: bool = True, threads: int | None = None, batch_size: int = 8,
+        device: str | None = None,
+    ) -> None:
+        self.opener = opener  # as given
+        self._opener = import_function(opener) if isinstance(opener, str) else opener
+        self.cache, self.threads, self.batch_size, self.device = cache, threads, batch_size, device
+        self._open: dict[tuple[str, str, str], Generator] = {}
+        self._gradient: dict[tuple[str, str], Any] = {}
+        self.loads: list[tuple[str, str, str]] = []  # what was opened, in order (tests read it)
+
+    def generator(self, model: str, *, backend: str = "hf", dtype: str = "float32", base_url: str | None = None) -> Generator:
+        key = (model, backend, dtype)
+        if key not in self._open:
+            if self._opener is not None:
+                self._open[key] = self._opener(model, backend, dtype)
+            else:
+                from harness.backends import open_generator
+
+                self._open[key] = open_generator(
+                    model, backend=backend, dtype=dtype, threads=self.threads, batch_size=self.batch_size, cache=self.cache,
+                    base_url=base_url, device=self.device,
+                )
+            self.loads.append(key)
+        return self._open[key]
+
+    def gradient_model(self, model: str, *, dtype: str = "float32") -> GradientModel:
+        """The HF model object itself (GReaTer's gradients), sharing the weights loaded for decoding."""
+        key = (model, dtype)
+        if key not in self._gradient:
+            gen = self.generator(model, backend="hf", dtype=dtype)
+            inner = getattr(gen, "inner", gen)  # a CachedGenerator wraps the HFGenerator
+            if not hasattr(inner, "model"):
+                raise BenchError(
+                    f"model {model!r} has no Hugging Face weights in this process: gradient methods need backend hf"
+                )
+            self._gradient[key] = inner
+        return self._gradient[key]
+
+    def release(self, model: str) -> None:
+        """Forget every generator of `model` and free its weights (the next use loads it again)."""
+        for key in [k for k in self._open if k[0] == model]:
+            _free_weights(self._open.pop(key))
+        for key in [k for k in self._gradient if k[0] == model]:
+            del self._gradient[key]
+        gc.collect()
+
+    def close(self) -> None:
+        for model in {k[0] for k in self._open}:
+            self.release(model)
+
+    def child_settings(self) -> dict[str, Any]:
+        """The arguments of an equal pool in a child process (JSON)."""
+        return {"opener": opener_for_child(self.opener), "cache": self.cache, "threads": self.threads,
+                "batch_size": self.batch_size, "device": self.device}
+
+
+def _free_weights(gen: Any) -> None:
+    """Close a generator (HF: drop its weights; OpenAI: its connections) so the memory can be returned."""
+    close = getattr(gen, "close", None)
+    if close is not None:
+        close()

