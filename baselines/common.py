@@ -1,5 +1,5 @@
-"""What the text-space baselines (APE, OPRO, ProTeGi, TextGrad) share: reading messy LLM output, asking the
-optimizer LLM, per-example scoring with memory, minibatches and a UCB bandit.
+"""What the text-space baselines (APE, OPRO, ProTeGi, TextGrad, PE2, EvoPrompt) share: reading messy LLM output,
+spotting copied text, asking the optimizer LLM, per-example scoring with memory, minibatches and a UCB bandit.
 
 Small models write messy text. `parse_tagged` takes what it can from an output (a tagged span, a span with
 only one of its tags, or the bare text) and says how it got it; `ask` sends meta-prompts to the optimizer LLM,
@@ -175,6 +175,30 @@ def dedupe(texts: Iterable[str], seen: Iterable[str] = ()) -> list[str]:
             keys.add(k)
             out.append(t)
     return out
+
+
+class CopyGuard:
+    """Tells whether a proposed instruction copies text it was shown: it shares a run of `n` words (case and
+    punctuation ignored) with one of `sources` (task inputs, a meta-prompt's worked example).
+
+    With `max_sources`, a run found in more sources than that is common wording (a task's question stem, an
+    options list), not a copy of one of them.
+    """
+
+    def __init__(self, sources: Iterable[str], n: int = 8, max_sources: int | None = None) -> None:
+        counts: Counter[tuple[str, ...]] = Counter()
+        for s in sources:
+            counts.update(set(_word_runs(s, n)))
+        self.n = n
+        self.runs = {r for r, c in counts.items() if max_sources is None or c <= max_sources}
+
+    def __call__(self, text: str) -> bool:
+        return any(r in self.runs for r in _word_runs(text, self.n))
+
+
+def _word_runs(text: str, n: int) -> list[tuple[str, ...]]:
+    words = re.findall(r"[^\W_]+", text.casefold())
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
 
 
 # ------------------------------------------------------------------------------------- the optimizer LLM
