@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from harness.core.hub import require_hub
 from harness.core.types import BenchError, Example, Splits
 
 ENV_VAR = "BENCH_DATA_DIR"
@@ -58,12 +59,24 @@ def _kind(kind: type | tuple[type, ...]) -> str:
 # ------------------------------------------------------------------------------------------ sources
 
 
+# Looked for, relative to the working directory, when neither --data-dir nor BENCH_DATA_DIR is given: a
+# `data/` folder of one's own, or the `shared/data` folder beside the repository (this project's layout).
+DEFAULT_DIRS = ("data", "../shared/data")
+DATA_SUBDIRS = ("bbh", "gsm8k", "folio")
+
+
 def data_root(data_dir: str | os.PathLike[str] | None = None) -> Path | None:
-    """The configured data folder: the argument, else $BENCH_DATA_DIR, else None (use the hub)."""
+    """The data folder: the argument, else $BENCH_DATA_DIR, else the first of DEFAULT_DIRS that holds bbh/,
+    gsm8k/ or folio/, else None (use the hub)."""
     if data_dir is not None and str(data_dir) != "":
         return Path(data_dir).expanduser()
     env = os.environ.get(ENV_VAR, "").strip()
-    return Path(env).expanduser() if env else None
+    if env:
+        return Path(env).expanduser()
+    for candidate in map(Path, DEFAULT_DIRS):
+        if any((candidate / sub).is_dir() for sub in DATA_SUBDIRS):
+            return candidate
+    return None
 
 
 def no_data_message(task: str, relpath: str, hub_repo: str, reason: str) -> str:
@@ -87,6 +100,8 @@ def fetch(
         if not path.is_file():
             raise BenchError(no_data_message(task, relpath, repo, f"{path} does not exist"))
         return read_file(path)
+    require_hub(f"the data of {task} ({repo} on the hub)", f"pass --data-dir DIR or set {ENV_VAR} to a folder with {relpath}",
+                datasets=True)
     try:
         return hub_rows(*hub)
     except BenchError:

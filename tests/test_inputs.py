@@ -7,6 +7,7 @@ import io
 import json
 import os
 import stat
+from pathlib import Path
 
 from fakeworld import scripted_models
 from rich.console import Console
@@ -22,6 +23,7 @@ from harness.runner.data import RunData
 from harness.runner.run import run_eval
 
 runner = CliRunner()
+DATA = Path(os.environ.get("BENCH_DATA_DIR") or Path(__file__).parent.parent.parent / "shared" / "data")
 
 
 def test_every_command_takes_results():
@@ -111,3 +113,25 @@ def test_out_naming_a_file_is_one_line(tmp_path):
     res = runner.invoke(app, ["eval", "--tasks", "bbh:navigate", "--limit", "2", "--results", str(blocker / "sub")])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert "a file is in the way" in " ".join(res.output.split())
+
+
+def test_unreachable_hub_fails_in_seconds(tmp_path, monkeypatch):
+    """No data folder and the hub at a closed local port: one line naming --data-dir, in seconds."""
+    import time
+
+    for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "BENCH_DATA_DIR"):
+        monkeypatch.delenv(flag, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.chdir(tmp_path)
+    t0 = time.monotonic()
+    res = runner.invoke(app, ["eval", "--tasks", "bbh:navigate", "--limit", "2", "--results", str(tmp_path / "r")])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "Traceback" not in text
+    assert "--data-dir" in text and "BENCH_DATA_DIR" in text and "cannot be reached" in text
+    t1 = time.monotonic()
+    res = runner.invoke(app, ["eval", "--model", "org/nonexistent-model", "--tasks", "bbh:navigate", "--limit", "2",
+                              "--data-dir", str(DATA), "--backend", "hf", "--results", str(tmp_path / "r")])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "not in the local hub cache" in text and "cannot be reached" in text
+    assert t1 - t0 < 10 and time.monotonic() - t1 < 10
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())

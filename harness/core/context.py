@@ -20,6 +20,7 @@ from harness.core.spec import NO_PRESET
 from harness.core.types import (
     Budget,
     Cost,
+    CountsCacheHits,
     Example,
     Generation,
     Generator,
@@ -65,7 +66,10 @@ class MeteredGenerator:
         setattr(self.cost, name, getattr(self.cost, name) + n)
 
     def generate(self, prompts: Sequence[Prompt], params: GenParams) -> list[Generation]:
+        hits = self.inner.hits if isinstance(self.inner, CountsCacheHits) else None
         out = self.inner.generate(prompts, params)
+        if hits is not None:  # replayed work: counted in the cost, but it took no model time
+            self.cost.cached_calls += self.inner.hits - hits
         self._add("calls", len(prompts))
         self._add("tokens_in", sum(g.prompt_tokens for g in out))
         self._add("tokens_out", sum(s.num_tokens for g in out for s in g.samples))

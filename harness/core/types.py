@@ -168,6 +168,13 @@ class Generation:
 
 
 @runtime_checkable
+class CountsCacheHits(Protocol):
+    """A generator that answers some prompts from a cache and counts them (`harness.backends.cache`)."""
+
+    hits: int
+
+
+@runtime_checkable
 class Generator(Protocol):
     """A text generation backend (HF, vLLM, OpenAI-compatible, scripted fake)."""
 
@@ -208,6 +215,7 @@ class Cost:
     forward_passes: int = 0  # gradient-model forward passes (batched passes count once per sequence)
     backward_passes: int = 0
     unparseable: int = 0  # LLM-proposer outputs that could not be parsed
+    cached_calls: int = 0  # prompts (of either model) answered by the response cache instead of the model
     wall_seconds: float = 0.0
 
     def add(self, other: Cost) -> None:

@@ -155,6 +155,7 @@ def load_records(results_dir: str | Path, *, steps: bool = True) -> list[CellRec
 
 COST_KEYS = (
     "task_tokens", "optimizer_tokens", "tokens", "calls", "forward_passes", "backward_passes", "unparseable", "wall_seconds",
+    "cached_share",
 )
 
 
@@ -163,7 +164,20 @@ def cost_summary(cost: Mapping[str, float]) -> dict[str, float]:
     task, opt = g("task_tokens_in") + g("task_tokens_out"), g("optimizer_tokens_in") + g("optimizer_tokens_out")
     return {"task_tokens": task, "optimizer_tokens": opt, "tokens": task + opt,
             "calls": g("task_calls") + g("optimizer_calls"), "forward_passes": g("forward_passes"), "backward_passes": g("backward_passes"),
-            "unparseable": g("unparseable"), "wall_seconds": g("wall_seconds")}
+            "unparseable": g("unparseable"), "wall_seconds": g("wall_seconds"), "cached_share": _cached_share(cost)}
+
+
+def _cached_share(cost: Mapping[str, float]) -> float:
+    """The share of a cell's model calls the response cache answered (its wall time then is not the work's).
+
+    Records from before `cached_calls` existed: 1.0 when calls were made in under a second of wall time (they
+    can only have been replayed), else 0.0 (their wall times are in line with computed work)."""
+    calls = float(cost.get("task_calls", 0) or 0) + float(cost.get("optimizer_calls", 0) or 0)
+    if not calls:
+        return 0.0
+    if "cached_calls" in cost:
+        return float(cost["cached_calls"]) / calls
+    return 1.0 if float(cost.get("wall_seconds", 0) or 0) < 1.0 else 0.0
 
 
 def method_order(methods: Iterable[str]) -> list[str]:

@@ -22,7 +22,9 @@ NOTE = (
     "runs read the other ways (greedy is the paper's reading). Δ: paired difference to zero-shot CoT on the "
     "same test examples (percentage points). p: exact two-sided sign test of per-example correctness (averaged "
     "over common seeds; with one seed this is the exact McNemar test). Cost: mean per cell; tokens = task + "
-    "optimizer model, in + out; calls = prompts sent to either model; wall = optimization time."
+    "optimizer model, in + out; calls = prompts sent to either model; wall = optimization time, '(cached)' when most of the "
+    "cell's calls were answered by the response cache (its tokens and calls are the work the method asked for; "
+    "the wall time is not)."
 )
 
 
@@ -68,6 +70,12 @@ def seconds(x: Any) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def wall(x: Any, cached_share: Any) -> str:
+    """Wall time, marked when most of the cell's model calls were replayed from the response cache."""
+    text = seconds(x)
+    return f"{text} (cached)" if not _isnan(cached_share) and cached_share >= 0.5 else text
+
+
 # (header, formatter, sort key column) of the two table layouts
 AVERAGE_COLUMNS = [
     ("method", lambda r: r["method"], "method"),
@@ -78,10 +86,10 @@ AVERAGE_COLUMNS = [
     ("dev %", lambda r: pct(r.get("dev_accuracy")), "dev_accuracy"),
     ("tokens", lambda r: count(r.get("tokens")), "tokens"),
     ("calls", lambda r: count(r.get("calls")), "calls"),
-    ("wall", lambda r: seconds(r.get("wall_seconds")), "wall_seconds"),
+    ("wall", lambda r: wall(r.get("wall_seconds"), r.get("cached_share")), "wall_seconds"),
     ("seeds", lambda r: str(int(r["seeds"])), "seeds"),
 ]
-TASK_COLUMNS = [("task", lambda r: r["task"], "task")] + [c for c in AVERAGE_COLUMNS if c[0] not in ("dev %", "calls")]
+TASK_COLUMNS = [("task", lambda r: r["task"], "task")] + AVERAGE_COLUMNS  # the same columns as the average
 
 
 def with_readings(cols: list, rows: pd.DataFrame) -> list:

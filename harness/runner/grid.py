@@ -29,7 +29,7 @@ from harness.evaluation.evaluate import ProgressFn
 from harness.runner.cells import Cell, GridSettings, make_cells
 from harness.runner.child import Send, needs_own_process, run_in_child
 from harness.runner.data import RunData
-from harness.runner.progress import Board, GridStatus
+from harness.runner.progress import Board, GridStatus, PhaseLines
 from harness.runner.records import RunFolder
 from harness.runner.run import DEFAULT_RESULTS, run_optimize
 
@@ -174,7 +174,8 @@ def run_cells(
     for k, spec in enumerate(specs):
         send(["start", k])
         try:
-            record = runner(spec, pool=pool, data_dir=data_dir, out=out, progress=lambda msg, k=k: send(["say", k, msg]))
+            say = lambda msg, k=k: send(["say", k, msg])  # noqa: E731
+            record = runner(spec, pool=pool, data_dir=data_dir, out=out, progress=say, eval_progress=PhaseLines(say))
         except Exception as e:  # not KeyboardInterrupt: Ctrl-C always stops the grid
             if not keep_going:
                 raise

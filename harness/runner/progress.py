@@ -127,3 +127,54 @@ class Board:
             total=len(self.cells), done=self.done, failed=self.failed, running=int(self.running is not None),
             left=len(self.waiting), elapsed=now - self.t0, eta_seconds=eta, record=record, error=error,
         ))
+
+
+# ------------------------------------------------------------------------------------------ evaluation phases
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class Phase:
+    """One evaluation phase's counters (a task's reasoning, its answers, ...) and the line that reports them."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.done, self.tokens = label, total, 0, 0
+        self.t0 = time.perf_counter()
+
+    def line(self) -> str:
+        elapsed = time.perf_counter() - self.t0
+        rate = f", {self.tokens / elapsed:.0f} tok/s" if self.tokens and elapsed > 0 else ""
+        if 0 < self.done < self.total:
+            eta = f", ETA {_clock(elapsed / self.done * (self.total - self.done))}"
+        elif self.done >= self.total:
+            eta = f", took {_clock(elapsed)}"
+        else:
+            eta = ""
+        return f"{self.label}: {self.done}/{self.total} examples{rate}{eta}"
+
+
+
+
+class PhaseLines:
+    """An evaluation progress callback `(phase, done, total, tokens)` that turns counts into report lines,
+    one when a phase starts and ends and at most one every `interval` seconds in between."""
+
+    def __init__(self, say: Callable[[str], None], label: str = "", interval: float = 15.0) -> None:
+        self.say, self.label, self.interval = say, label, interval
+        self._phases: dict[str, Phase] = {}
+        self._last = 0.0
+
+    def __call__(self, phase: str, done: int, total: int, tokens: int = 0) -> None:
+        name = f"{self.label} {phase}".strip()
+        ph = self._phases.get(name)
+        if ph is None or done < ph.done or total != ph.total:
+            ph = self._phases[name] = Phase(name, total)
+        ph.done, ph.tokens = done, tokens
+        now = time.perf_counter()
+        if done == 0 or done >= total or now - self._last >= self.interval:
+            self._last = now
+            self.say(ph.line())
