@@ -25,7 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.core.types import Generation, Generator, GenParams, Prompt, Sample
+from harness.core.io import ensure_dir
+from harness.core.types import BenchError, Generation, Generator, GenParams, Prompt, Sample
 
 KEY_VERSION = 2  # bump when the key layout or the stored values change meaning
 BUSY_TIMEOUT_MS = 60_000
@@ -122,10 +123,14 @@ class ResponseCache:
     def _connection(self) -> sqlite3.Connection:
         # a connection must not cross a fork: reopen in a child process
         if self._conn is None or self._pid != os.getpid():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
+            ensure_dir(self.path.parent)
+            try:
+                conn = sqlite3.connect(
+                    self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+                )
+            except sqlite3.OperationalError as e:
+                raise BenchError(f"cannot open the response cache {self.path} ({e}): set BENCH_CACHE_DIR to a "
+                                 "writable folder, or pass --no-cache") from None
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             _enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")

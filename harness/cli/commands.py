@@ -32,6 +32,7 @@ from harness.cli.options import (
     Reading,
     Results,
     Threads,
+    check_cache,
     check_dtype,
     check_reading,
     default_results,
@@ -124,6 +125,7 @@ def eval_cmd(
         for name in names
     ]
     check_writable(results)
+    check_cache(cache)
     pool = ModelPool(cache=cache, threads=threads, batch_size=batch_size, device=device)
     summaries = []
     with Display(err) as display:
@@ -198,6 +200,7 @@ def optimize_cmd(
     data = RunData(data_dir)
     (spec,) = grid_specs([Cell(method=method, task=task, model=model, seed=seed)], settings, data)  # checked first
     check_writable(results)
+    check_cache(cache)
 
     with Display(err) as display:
         def progress(msg: str) -> None:

@@ -26,6 +26,7 @@ from harness.cli.options import (
     Reading,
     Results,
     Threads,
+    check_cache,
     check_dtype,
     check_reading,
     default_results,
@@ -77,6 +78,7 @@ def run_cmd(
     results = results or default_results()
     check_reading(reading)
     check_dtype(dtype)
+    check_cache(cache)
     method_names, model_names, seed_list = _methods(methods), parse_list(models, "model"), parse_seeds(seeds)
     settings = GridSettings(
         preset=preset, position=position, max_new_tokens=max_new_tokens, limit=limit, reading=reading, dtype=dtype,

@@ -53,6 +53,18 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def check_cache(cache: bool) -> None:
+    """The cache folder must be usable before any model loads (BENCH_CACHE_DIR naming a file, read-only, ...)."""
+    from harness.backends.models import cache_dir
+    from harness.core.io import check_writable
+
+    try:
+        check_writable(cache_dir(), "cache")
+    except BenchError as e:
+        also = " and so does the response cache; --no-cache skips only the latter" if cache else ""
+        raise BenchError(f"{e} (BENCH_CACHE_DIR; converted models live there{also})") from None
+
+
 def check_reading(reading: str | None) -> None:
     if reading is not None and reading not in READINGS:
         raise BenchError(f"unknown reading {reading!r}: use one of {', '.join(READINGS)}")

@@ -169,6 +169,7 @@ def evaluate(
     option_scores: list[list[float]] | None = None
     if task.answer_format.closed:
         requests = [(c, o) for c, ex in zip(contexts, examples) for o in task.options_for(ex)]
+        tick("option scores", 0, len(prompts), 0)
         try:
             flat = generator.loglikelihood(requests)
         except NotImplementedError as e:
@@ -179,7 +180,7 @@ def evaluate(
                 m = len(task.options_for(ex))
                 option_scores.append(flat[k : k + m])
                 k += m
-    tick("answers", len(prompts), len(prompts), sum(s.num_tokens for g in answers for s in g.samples))
+        tick("option scores", len(prompts), len(prompts), 0)
 
     records, per_reading = [], {r: ([], [], []) for r in READINGS}
     for i, ex in enumerate(examples):

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -74,6 +77,17 @@ class RunFolder:
 
     def start(self, **extra: Any) -> None:
         atomic_write_json(self.path / "spec.json", provenance(self.spec, **extra))
+
+    @contextmanager
+    def running(self) -> Iterator[RunFolder]:
+        """The body computes the run; if it fails (or is interrupted) before anything but spec.json was
+        written, the folder is removed: a folder always holds a resumable step log or a result."""
+        try:
+            yield self
+        except BaseException:
+            if self.path.is_dir() and {p.name for p in self.path.iterdir()} <= {"spec.json"}:
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
 
     def finish(self, summary: dict[str, Any], predictions: list[dict[str, Any]]) -> None:
         write_jsonl(self.path / "predictions.jsonl", predictions)

@@ -40,14 +40,15 @@ def run_eval(
     data.check(spec)
     task = data.task(spec.task)
     examples = data.eval_rows(spec.task, spec.split, spec.limit, spec.split_seed)
-    folder.start(split_rule=data.splits(spec.task, spec.split_seed).rule, generator=generator.identity,
-                 **torch_device(generator))
-    result = evaluate(
-        task, examples, spec.prompt, generator, position=spec.position, max_new_tokens=spec.max_new_tokens,
-        primary=spec.primary_reading, seed=spec.seed, progress=progress,
-    )
-    summary = {**result.summary(), "split": spec.split, "model": spec.model, "generator": generator.identity}
-    folder.finish(summary, result.examples)
+    with folder.running():
+        folder.start(split_rule=data.splits(spec.task, spec.split_seed).rule, generator=generator.identity,
+                     **torch_device(generator))
+        result = evaluate(
+            task, examples, spec.prompt, generator, position=spec.position, max_new_tokens=spec.max_new_tokens,
+            primary=spec.primary_reading, seed=spec.seed, progress=progress,
+        )
+        summary = {**result.summary(), "split": spec.split, "model": spec.model, "generator": generator.identity}
+        folder.finish(summary, result.examples)
     return folder.summary()
 
 
@@ -88,28 +89,29 @@ def run_optimize(
         budget=spec.budget or Budget(), seed=spec.seed, position=spec.position, max_new_tokens=spec.max_new_tokens,
         primary_reading=spec.primary_reading, steps_path=folder.path / "steps.jsonl", progress=say,
     )
-    if not (folder.path / "spec.json").exists():
-        folder.start(split_rule=splits.rule, generator=task_model.identity, optimizer_config=_config_dict(optimizer),
-                     **torch_device(gradient_model, task_model))
-    result = optimizer.optimize(task, splits.train, splits.dev, ctx)
-    ctx.tick()
-    best = result.best.text
-    dev = result.meta.get("dev_accuracy")
-    if dev is None:
-        dev = evaluate_on(task, splits.dev, best, task_model, spec, progress=eval_progress, what="dev").accuracy
-    test = evaluate_on(task, splits.test, best, task_model, spec, limit=spec.limit, progress=eval_progress, what="test")
-    ref = evaluate_on(task, splits.test, ZERO_SHOT_COT, task_model, spec, limit=spec.limit, progress=eval_progress,
-                      what="test, zero-shot CoT")
-    summary = {
-        "task": spec.task, "model": spec.model, "method": spec.method, "preset": spec.preset, "seed": spec.seed,
-        "prompt": best, "dev_accuracy": dev, "test_accuracy": test.accuracy, "primary": test.primary,
-        "test": test.summary(), "zero_shot_cot_test_accuracy": ref.accuracy,
-        "generator": task_model.identity,  # the decoding engine, e.g. vllm:...; gradients (if any) are HF's
-        "gradient_model": gradient_model.identity if gradient_model is not None else None,
-        "cost": ctx.cost.to_dict(), "candidates": [c.text for c in result.candidates],
-        "meta": dict(result.meta),
-    }
-    folder.finish(summary, test.examples)
+    with folder.running():
+        if not (folder.path / "spec.json").exists():
+            folder.start(split_rule=splits.rule, generator=task_model.identity, optimizer_config=_config_dict(optimizer),
+                         **torch_device(gradient_model, task_model))
+        result = optimizer.optimize(task, splits.train, splits.dev, ctx)
+        ctx.tick()
+        best = result.best.text
+        dev = result.meta.get("dev_accuracy")
+        if dev is None:
+            dev = evaluate_on(task, splits.dev, best, task_model, spec, progress=eval_progress, what="dev").accuracy
+        test = evaluate_on(task, splits.test, best, task_model, spec, limit=spec.limit, progress=eval_progress, what="test")
+        ref = evaluate_on(task, splits.test, ZERO_SHOT_COT, task_model, spec, limit=spec.limit, progress=eval_progress,
+                          what="test, zero-shot CoT")
+        summary = {
+            "task": spec.task, "model": spec.model, "method": spec.method, "preset": spec.preset, "seed": spec.seed,
+            "prompt": best, "dev_accuracy": dev, "test_accuracy": test.accuracy, "primary": test.primary,
+            "test": test.summary(), "zero_shot_cot_test_accuracy": ref.accuracy,
+            "generator": task_model.identity,  # the decoding engine, e.g. vllm:...; gradients (if any) are HF's
+            "gradient_model": gradient_model.identity if gradient_model is not None else None,
+            "cost": ctx.cost.to_dict(), "candidates": [c.text for c in result.candidates],
+            "meta": dict(result.meta),
+        }
+        folder.finish(summary, test.examples)
     return folder.summary()
 
 
