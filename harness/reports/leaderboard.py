@@ -350,6 +350,9 @@ def curves(records: Iterable[CellRecord]) -> pd.DataFrame:
       protegi   train: the bandit's score of the beam's first prompt after each selection (train minibatches)
       textgrad  train: the current instruction's minibatch accuracy;
                 dev: the kept instruction's accuracy after each step (the validation revert's dev subset)
+      pe2       train: the top beam prompt's accuracy on the train rows it ran looking for failures;
+                dev: the best dev accuracy so far (the beam is chosen on dev)
+      evoprompt-ga / evoprompt-de  train: the population's best fitness (its fitness split, train by default)
     """
     rows = []
     for r in records:
