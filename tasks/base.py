@@ -30,12 +30,16 @@ def _extractor(fmt: AnswerFormat, default: tuple[str, ...], text: str | None, ex
     return text if text is not None else formats.extractor_text(fmt, _options(default, example))
 
 
-def _extract(fmt: AnswerFormat, default: tuple[str, ...], continuation: str, example: Example) -> str | None:
-    return formats.extract(fmt, continuation, _options(default, example))
+def _extract(
+    fmt: AnswerFormat, default: tuple[str, ...], continuation: str, example: Example, answer_regex: str | None = None
+) -> str | None:
+    return formats.extract(fmt, continuation, _options(default, example), answer_regex)
 
 
-def _fallback(fmt: AnswerFormat, default: tuple[str, ...], reasoning: str, example: Example) -> str | None:
-    return formats.extract_fallback(fmt, reasoning, _options(default, example))
+def _fallback(
+    fmt: AnswerFormat, default: tuple[str, ...], reasoning: str, example: Example, answer_regex: str | None = None
+) -> str | None:
+    return formats.extract_fallback(fmt, reasoning, _options(default, example), answer_regex)
 
 
 def make_task(
@@ -48,23 +52,32 @@ def make_task(
     compact: bool = False,
     extractor: str | None = None,
     answer_max_tokens: int | None = None,
+    answer_regex: str | None = None,
+    case_sensitive: bool = False,
+    answer_stop: Sequence[str] = ("\n",),
+    reading_key: str = "",
 ) -> Task:
     """A `Task` whose readings and scoring follow `answer_format`.
 
     `options` is the task-level closed set in gold spelling (an example's meta["options"] overrides it);
-    `compact` scores free text with all whitespace removed; `extractor` replaces the default extractor text.
+    `compact` scores free text with all whitespace removed; `extractor` replaces the default extractor text;
+    `answer_regex` locates the answer in both readings (see `tasks.formats.extract`); `case_sensitive` keeps
+    case when scoring free text; `answer_stop` ends the greedy answer continuation.
     """
     fmt = AnswerFormat(answer_format)
     opts = tuple(options) if fmt.closed else ()
+    regex = {"answer_regex": answer_regex} if answer_regex is not None else {}
     return Task(
         name=name,
         answer_format=fmt,
         options=opts,
         extractor=partial(_extractor, fmt, opts, extractor),
-        extract=partial(_extract, fmt, opts),
-        extract_fallback=partial(_fallback, fmt, opts),
-        score=partial(formats.score, fmt, compact=compact),
+        extract=partial(_extract, fmt, opts, **regex),
+        extract_fallback=partial(_fallback, fmt, opts, **regex),
+        score=partial(formats.score, fmt, compact=compact, **({"case_sensitive": True} if case_sensitive else {})),
         load=load,
         description=description,
         answer_max_tokens=answer_max_tokens or ANSWER_MAX_TOKENS[fmt],
+        answer_stop=tuple(answer_stop),
+        reading_key=reading_key,
     )

@@ -8,13 +8,19 @@ Readings (see greater.md, "Evaluation protocol"):
   writes right after the extractor text (which ends in "$" or "$ "). The answer must be the first thing
   written: leading whitespace, "$", "(", "[", "*", "`" and quotes are skipped, then exactly one answer
   token is read (a letter that is one of the example's options; a closed-set word; an integer; or, for
-  free text, the first line). Anything else gives None.
+  free text, the first line, cleaned by `clean_free_text`). Anything else gives None.
 - `extract_fallback(fmt, reasoning, options)`: the *fallback* reading: the LAST allowed answer found
   anywhere in the reasoning (letters: the last "(X)" with X an option; words: the last whole-word match,
-  so "invalid" never counts as "valid"; integers: the last integer). None for free text.
-- `score(fmt, pred, gold, compact=False)`: exact match after normalisation. None never matches; closed
-  sets compare case-insensitively; integers compare as normalised integers; free text compares with runs
-  of whitespace collapsed and lower-cased, or with all whitespace removed when `compact` (dyck_languages).
+  so "invalid" never counts as "valid"; integers: the last integer; free text: what follows the last
+  "answer is" / "answer:" marker, see `free_text_fallback`).
+- Both take an optional `answer_regex` (custom tasks): the greedy reading then reads the FIRST match of
+  the regex in the continuation, the fallback the LAST match in the reasoning that gives an answer; a
+  match's answer is its group 1 when the regex has a group, else the whole match, read by the format's
+  greedy reader (so a closed format still only accepts its options).
+- `score(fmt, pred, gold, compact=False, case_sensitive=False)`: exact match after normalisation. None never
+  matches; closed sets compare case-insensitively; integers compare as normalised integers; free text
+  compares with runs of whitespace collapsed and lower-cased (case kept when `case_sensitive`), or with all
+  whitespace removed when `compact` (dyck_languages).
 """
 
 from __future__ import annotations
@@ -51,6 +57,13 @@ _NUMBER_IN_TEXT = re.compile(
 _LETTER_AT_START = re.compile(r"([A-Z])(?![A-Za-z0-9])")
 _LETTER_IN_PARENS = re.compile(r"\(([A-Z])\)")
 _WORD_AT_START = re.compile(r"[A-Za-z]+")
+# Pairs that may wrap a free-text answer: quotes, backticks, markdown emphasis.
+_WRAPPERS = (("\"", "\""), ("'", "'"), ("`", "`"), ("\u201c", "\u201d"), ("\u2018", "\u2019"), ("**", "**"),
+             ("*", "*"))
+# A free-text answer marker in reasoning: "answer is", "answer:", "answer would be", "answer =", any case.
+_ANSWER_MARKER = re.compile(r"\banswer\b[ \t]*(?:(?:is|would[ \t]+be)\b[ \t]*:?|[:=])", re.IGNORECASE)
+# The end of a sentence: ".", "!" or "?" followed by whitespace.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 
 
 # ------------------------------------------------------------------------------------------ gold answers
@@ -96,6 +109,22 @@ def normalise_gold(fmt: AnswerFormat, raw: str, options: Sequence[str] = ()) -> 
     return text
 
 
+def clean_free_text(text: str) -> str:
+    """A free-text answer without its wrapping: surrounding whitespace and "$", one pair of matching quotes
+    (straight or curly), backticks or markdown "*"/"**", and trailing periods, removed repeatedly in any
+    order: '"sgn".', '"sgn."', "'sgn'." and "**sgn**." all give "sgn". Inner text is kept as written."""
+    prev = None
+    while text != prev:
+        prev = text
+        text = text.strip().strip("$").strip()
+        text = text.rstrip(".").rstrip()
+        for left, right in _WRAPPERS:
+            if len(text) >= len(left) + len(right) and text.startswith(left) and text.endswith(right):
+                text = text[len(left) : len(text) - len(right)]
+                break
+    return text
+
+
 # ------------------------------------------------------------------------------------------ extractor
 
 
@@ -123,15 +152,26 @@ def _match_option(word: str, options: Sequence[str]) -> str | None:
     return None
 
 
-def extract(fmt: AnswerFormat, continuation: str, options: Sequence[str] = ()) -> str | None:
-    """The greedy reading: the answer the model writes first after the extractor text, or None."""
+def regex_answer(match: re.Match[str]) -> str | None:
+    """The answer an `answer_regex` match holds: group 1 when the regex has a group (None when that group took
+    no part in the match), else the whole match."""
+    return match.group(1) if match.re.groups else match.group(0)
+
+
+def extract(
+    fmt: AnswerFormat, continuation: str, options: Sequence[str] = (), answer_regex: str | None = None
+) -> str | None:
+    """The greedy reading: the answer the model writes first after the extractor text, or None.
+
+    With `answer_regex`: the first match in the continuation, read as the format's answer (None if no match).
+    """
+    if answer_regex is not None:
+        m = re.search(answer_regex, continuation)
+        found = regex_answer(m) if m else None
+        return extract(fmt, found, options) if found is not None else None
     if fmt is AnswerFormat.FREE_TEXT:
-        line = continuation.lstrip(" \t\r\n$").split("\n", 1)[0].strip()
-        line = line.rstrip("$").strip()
-        if len(line) >= 2 and line[0] == line[-1] and line[0] in "\"'`":
-            line = line[1:-1].strip()
-        line = line.removesuffix(".").strip()
-        return line or None
+        line = continuation.lstrip(" \t\r\n$").split("\n", 1)[0]
+        return clean_free_text(line) or None
     text = continuation.lstrip(_LEAD)
     if fmt is AnswerFormat.LETTER:
         m = _LETTER_AT_START.match(text)
@@ -145,10 +185,36 @@ def extract(fmt: AnswerFormat, continuation: str, options: Sequence[str] = ()) -
     return _match_option(m.group(0), options or WORD_SETS[fmt]) if m else None
 
 
-def extract_fallback(fmt: AnswerFormat, reasoning: str, options: Sequence[str] = ()) -> str | None:
-    """The fallback reading: the last allowed answer anywhere in the reasoning text, or None."""
-    if fmt is AnswerFormat.FREE_TEXT:
+def free_text_fallback(reasoning: str) -> str | None:
+    """The free-text answer stated last in the reasoning: the text after the last "answer is" / "answer:" /
+    "answer would be" / "answer =" marker (any case), up to the end of its line and of its first sentence
+    (".", "!" or "?" followed by whitespace), cleaned by `clean_free_text`; when that line is empty, the next
+    non-empty line. A marker followed by nothing is skipped for the one before it. None without a marker."""
+    for m in reversed(list(_ANSWER_MARKER.finditer(reasoning))):
+        first, _, after = reasoning[m.end() :].partition("\n")
+        line = first if first.strip() else next((x for x in after.split("\n") if x.strip()), "")
+        answer = clean_free_text(_SENTENCE_END.split(line.strip(), maxsplit=1)[0])
+        if answer:
+            return answer
+    return None
+
+
+def extract_fallback(
+    fmt: AnswerFormat, reasoning: str, options: Sequence[str] = (), answer_regex: str | None = None
+) -> str | None:
+    """The fallback reading: the last allowed answer anywhere in the reasoning text, or None.
+
+    With `answer_regex`: the last match of the regex in the reasoning that reads as an answer of the format.
+    """
+    if answer_regex is not None:
+        for m in reversed(list(re.finditer(answer_regex, reasoning))):
+            found = regex_answer(m)
+            answer = extract(fmt, found, options) if found is not None else None
+            if answer is not None:
+                return answer
         return None
+    if fmt is AnswerFormat.FREE_TEXT:
+        return free_text_fallback(reasoning)
     if fmt is AnswerFormat.LETTER:
         found = [m.group(1) for m in _LETTER_IN_PARENS.finditer(reasoning) if m.group(1) in options]
         return found[-1] if found else None
@@ -165,13 +231,16 @@ def extract_fallback(fmt: AnswerFormat, reasoning: str, options: Sequence[str] =
 # ------------------------------------------------------------------------------------------ scoring
 
 
-def _free_text_key(text: str, compact: bool) -> str:
+def _free_text_key(text: str, compact: bool, case_sensitive: bool = False) -> str:
     if compact:
         return "".join(text.split())
-    return " ".join(text.split()).lower()
+    key = " ".join(text.split())
+    return key if case_sensitive else key.lower()
 
 
-def score(fmt: AnswerFormat, pred: str | None, gold: str, compact: bool = False) -> bool:
+def score(
+    fmt: AnswerFormat, pred: str | None, gold: str, compact: bool = False, case_sensitive: bool = False
+) -> bool:
     """Exact match of a prediction with the normalised gold answer (None never matches)."""
     if pred is None:
         return False
@@ -180,7 +249,7 @@ def score(fmt: AnswerFormat, pred: str | None, gold: str, compact: bool = False)
         return p is not None and p == g
     if fmt.closed:
         return pred.strip().lower() == gold.strip().lower()
-    return _free_text_key(pred, compact) == _free_text_key(gold, compact)
+    return _free_text_key(pred, compact, case_sensitive) == _free_text_key(gold, compact, case_sensitive)
 
 
 # ------------------------------------------------------------------------------------------ options

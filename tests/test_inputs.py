@@ -135,3 +135,18 @@ def test_unreachable_hub_fails_in_seconds(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "not in the local hub cache" in text and "cannot be reached" in text
     assert t1 - t0 < 10 and time.monotonic() - t1 < 10
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_editing_a_sidecar_is_a_new_run(tmp_path):
+    """How answers are read belongs to what identifies a run: a changed sidecar never returns the old result."""
+    path = tmp_path / "qa.jsonl"
+    rows = [{"input": f"Capital of country {i}?", "target": f"City{i}", "split": ("train", "dev", "test")[i % 3]}
+            for i in range(9)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sidecar = tmp_path / "qa.jsonl.task.json"
+    name = f"custom:{path}"
+    sidecar.write_text(json.dumps({"answer_format": "free_text"}))
+    first = RunData().eval_fingerprint(name, "test")
+    sidecar.write_text(json.dumps({"answer_format": "free_text", "answer_regex": "is (\\\\w+)"}))
+    assert RunData().eval_fingerprint(name, "test") != first
+    assert RunData().eval_fingerprint("bbh:navigate", "test", 3) == RunData().eval_fingerprint("bbh:navigate", "test", 3)

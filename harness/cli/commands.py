@@ -34,6 +34,7 @@ from harness.cli.options import (
     Threads,
     check_cache,
     check_dtype,
+    check_model,
     check_reading,
     default_results,
     err,
@@ -124,6 +125,7 @@ def eval_cmd(
         )
         for name in names
     ]
+    check_model(model, backend, base_url)
     check_writable(results)
     check_cache(cache)
     pool = ModelPool(cache=cache, threads=threads, batch_size=batch_size, device=device)
@@ -184,7 +186,7 @@ def optimize_cmd(
     from harness.cli.display import Display
     from harness.runner.cells import Cell, GridSettings
     from harness.runner.data import RunData
-    from harness.runner.grid import grid_specs, run_cell
+    from harness.runner.grid import cell_optimizer, grid_specs, run_cell
     from harness.runner.pool import ModelPool
     from tasks import get_task
 
@@ -199,6 +201,9 @@ def optimize_cmd(
     )
     data = RunData(data_dir)
     (spec,) = grid_specs([Cell(method=method, task=task, model=model, seed=seed)], settings, data)  # checked first
+    check_model(model, spec.backend, base_url)
+    if spec.optimizer is not None and cell_optimizer(spec).needs.optimizer_llm:  # opened only then (run_cell)
+        check_model(spec.optimizer.model, spec.optimizer.backend or spec.backend, spec.optimizer.base_url)
     check_writable(results)
     check_cache(cache)
 

@@ -8,6 +8,7 @@ null (JSON has no such numbers and strict readers reject them).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
@@ -26,19 +27,21 @@ def _umask() -> int:
     return mask
 
 
+FIXES = {
+    errno.ENOSPC: "free some disk space or choose another folder",
+    errno.EDQUOT: "free some disk space or choose another folder",
+    errno.EROFS: "the filesystem is read-only: choose another folder",
+    errno.EACCES: "no permission: choose a folder you can write to",
+    errno.EPERM: "no permission: choose a folder you can write to",
+    errno.ENOTDIR: "a file is in the way where a folder is needed: choose another folder",
+    errno.EEXIST: "a file is in the way where a folder is needed: choose another folder",
+    errno.EISDIR: "a folder is in the way where a file is needed: choose another path",
+}
+
+
 def fs_error(e: OSError, path: Path | str, doing: str = "write") -> BenchError:
     """One line for a filesystem error, naming the path and what to do."""
-    fix = {
-        errno.ENOSPC: "free some disk space or choose another folder",
-        errno.EDQUOT: "free some disk space or choose another folder",
-        errno.EROFS: "the filesystem is read-only: choose another folder",
-        errno.EACCES: "no permission: choose a folder you can write to",
-        errno.EPERM: "no permission: choose a folder you can write to",
-        errno.ENOTDIR: "a file is in the way where a folder is needed: choose another folder",
-        errno.EEXIST: "a file is in the way where a folder is needed: choose another folder",
-        errno.EISDIR: "a folder is in the way where a file is needed: choose another path",
-    }.get(e.errno or 0, "check the path")
-    return BenchError(f"cannot {doing} {path}: {e.strerror or e}; {fix}")
+    return BenchError(f"cannot {doing} {path}: {e.strerror or e}; {FIXES.get(e.errno or 0, 'check the path')}")
 
 
 def ensure_dir(path: Path | str) -> Path:
@@ -56,14 +59,27 @@ def ensure_dir(path: Path | str) -> Path:
 
 
 def check_writable(folder: Path | str, what: str = "output") -> Path:
-    """Fail now (before any model loads) if `folder` cannot be created and written to."""
+    """Fail now (before any model loads) if `folder` cannot be created and written to.
+
+    The probe is written the way every record is (a temporary file, written and synced, renamed into place)
+    and then removed, so a read-only folder, missing permissions or a full disk show here, not after a run."""
     p = ensure_dir(folder)
+    tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=".write-probe.", dir=p)
-        os.close(fd)
-        os.unlink(tmp)
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"greater-bench write probe\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, tmp + ".done")
+        tmp += ".done"
     except OSError as e:
-        raise BenchError(f"the {what} folder {p} is not writable ({e.strerror or e}): choose another folder") from None
+        fix = FIXES[errno.ENOSPC] if e.errno in (errno.ENOSPC, errno.EDQUOT) else "choose another folder"
+        raise BenchError(f"the {what} folder {p} is not writable ({e.strerror or e}): {fix}") from None
+    finally:
+        for name in (tmp, tmp.removesuffix(".done")) if tmp is not None else ():
+            with contextlib.suppress(OSError):
+                Path(name).unlink(missing_ok=True)
     return p
 
 
@@ -143,6 +159,22 @@ def _drop_torn_tail(path: Path) -> None:
         f.seek(0)
         data = f.read()
         f.truncate(data.rfind(b"\n") + 1)
+
+
+def read_json(path: Path | str) -> dict[str, Any]:
+    """A run folder's JSON record (spec.json, summary.json); a missing, unreadable or corrupt one is one line."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BenchError(f"missing record {path}: the run folder is incomplete; delete it and re-run") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BenchError(f"corrupt or truncated record {path}: restore it or delete the run folder, and re-run") from None
+    except OSError as e:
+        raise fs_error(e, path, "read") from None
+    if not isinstance(obj, dict):
+        raise BenchError(f"corrupt record {path}: expected a JSON object; restore it or delete the run folder")
+    return obj
 
 
 def read_jsonl(path: Path, *, torn_tail_ok: bool = False) -> list[dict[str, Any]]:

@@ -79,9 +79,10 @@ def preset_help(setting: str, *, none: bool = False) -> str:
 # ------------------------------------------------------------------------------------------- data
 
 
-def data_fingerprint(examples: Iterable[Example]) -> str:
-    """A hash of the rows a run reads: ids, inputs, golds and allowed answers, in order (never the path)."""
-    h = hashlib.sha256()
+def data_fingerprint(examples: Iterable[Example], reading_key: str = "") -> str:
+    """A hash of the rows a run reads: ids, inputs, golds and allowed answers, in order (never the path), and
+    the task's non-default answer-reading settings (`Task.reading_key`: a custom task's sidecar)."""
+    h = hashlib.sha256(reading_key.encode()) if reading_key else hashlib.sha256()
     for ex in examples:
         opts = ex.meta.get("options")
         row = [ex.id, ex.input, ex.target, list(opts) if opts is not None else None]
@@ -175,8 +176,9 @@ class RunSpec:
             raise BenchError(f"--limit must be at least 1 (got {self.limit})")
         if self.max_new_tokens < 1:
             raise BenchError(f"--max-new-tokens must be at least 1 (got {self.max_new_tokens})")
-        if self.seed < 0 or (self.split_seed is not None and self.split_seed < 0):
-            raise BenchError("seeds must be non-negative integers")
+        for flag, seed in (("--seed", self.seed), ("--split-seed", self.split_seed)):
+            if seed is not None and seed < 0:
+                raise BenchError(f"{flag} must be a non-negative integer (got {seed}): use 0, 1, 2, ...")
         if self.primary_reading is not None and self.primary_reading not in READINGS:
             raise BenchError(f"unknown reading {self.primary_reading!r}: use one of {', '.join(READINGS)}")
         if self.budget is not None:

@@ -73,6 +73,10 @@ class Task:
     load: Callable[..., Splits]  # load(data_dir=None, seed=None) -> Splits
     description: str = ""
     answer_max_tokens: int = 8  # greedy reading: how long the continuation after the extractor may be
+    answer_stop: tuple[str, ...] = ("\n",)  # greedy reading: where the continuation after the extractor stops
+    # What else decides how answers are read when it is not the format's default (a custom task's sidecar):
+    # part of the data fingerprint, so editing a sidecar is a new run, never an old result. "" for built-in tasks.
+    reading_key: str = ""
 
     def options_for(self, example: Example) -> tuple[str, ...]:
         """The allowed answers of one example (letters differ per example), () for open formats."""

@@ -163,7 +163,7 @@ def evaluate(
     reasoning = _generate(generator, prompts, GenParams(temperature=0.0, max_tokens=max_new_tokens, seed=seed), tick, "reasoning")
     contexts = [with_extractor(p, g.text, task.extractor(ex)) for p, g, ex in zip(prompts, reasoning, examples)]
 
-    answer_params = GenParams(temperature=0.0, max_tokens=task.answer_max_tokens, stop=("\n",), seed=seed)
+    answer_params = GenParams(temperature=0.0, max_tokens=task.answer_max_tokens, stop=task.answer_stop, seed=seed)
     answers = _generate(generator, contexts, answer_params, tick, "answers")
 
     option_scores: list[list[float]] | None = None

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.core.io import atomic_write_text, read_jsonl
+from harness.core.io import atomic_write_text, read_json, read_jsonl
 from harness.core.spec import RunSpec
 from harness.core.types import AnswerFormat, BenchError, Example, Task
 from harness.evaluation.evaluate import build_prompt, with_extractor
@@ -88,9 +88,12 @@ def load_run(path: str | Path) -> StoredRun:
     path = Path(path)
     if not (path / "summary.json").exists() or not (path / "spec.json").exists():
         raise BenchError(f"{path} is not a finished run folder (no spec.json/summary.json): pass a results/<run id> folder")
-    meta = json.loads((path / "spec.json").read_text())
-    spec = RunSpec.from_dict(meta["spec"])
-    summary = json.loads((path / "summary.json").read_text())
+    meta = read_json(path / "spec.json")
+    try:
+        spec = RunSpec.from_dict(meta["spec"])
+    except (KeyError, TypeError) as e:
+        raise BenchError(f"malformed record {path / 'spec.json'} ({type(e).__name__}: {e}): re-run the run") from None
+    summary = read_json(path / "summary.json")
     instruction = summary.get("prompt") if spec.kind == "optimize" else spec.prompt
     return StoredRun(path=path, spec=spec, instruction=instruction, summary=summary,
                      predictions=read_jsonl(path / "predictions.jsonl"))

@@ -141,6 +141,9 @@ def run_transfer(
 
         backend = resolve_backend(backend)
     pool = _pool_settings(pool)  # checked before any model loads or child starts
+    if opener is None and "openai" not in ({backend} if backend else {s.spec.backend for s in sources}):
+        _check_models(eval_models)  # a typo in the last model fails before the first one loads
+    _check_folders(results_dir, report_dir, cache=cache and opener is None)
     plan = transfer_plan(sources, eval_models, RunData(data_dir), backend)  # data checked before any model loads
     for target, specs in plan.items():
         own_process = isolate if isolate is not None else any(needs_own_process(s.backend) for s in specs)
@@ -186,6 +189,32 @@ def evaluate_job(job: dict[str, Any], send: Send) -> None:
         data_dir=job["data_dir"], out=job["out"], progress=lambda _t, done, total: send([done, total]),
         pool=job.get("pool"),
     )
+
+
+def _check_models(names: Iterable[str]) -> None:
+    """Each name is an alias, a local Hugging Face folder or a reachable (or cached) hub id; nothing is loaded."""
+    from harness.backends.models import PACKAGED, resolve_model
+
+    for name in names:
+        if name not in PACKAGED:  # an alias resolves by converting its GGUF: left to the load
+            resolve_model(name)
+
+
+def _check_folders(results_dir: str | Path, report_dir: str | Path | None, *, cache: bool) -> None:
+    """The folders written to (run folders, matrices, the response cache) must be writable before a model loads."""
+    from harness.core.io import check_writable
+
+    check_writable(results_dir)
+    if report_dir is not None:
+        check_writable(report_dir, "report")
+    if cache:
+        from harness.backends.models import cache_dir
+
+        try:
+            check_writable(cache_dir(), "cache")
+        except BenchError as e:
+            raise BenchError(f"{e} (BENCH_CACHE_DIR; converted models and the response cache live there, "
+                             "--no-cache skips only the latter)") from None
 
 
 def _pool_settings(pool: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -42,7 +42,7 @@ class RunData:
         return rows
 
     def eval_fingerprint(self, task: str, split: str, limit: int | None = None, split_seed: int | None = None) -> str:
-        return data_fingerprint(self.eval_rows(task, split, limit, split_seed))
+        return data_fingerprint(self.eval_rows(task, split, limit, split_seed), self.task(task).reading_key)
 
     # ------------------------------------------------------------------ optimize runs
     def optimize_splits(self, task: str, split_seed: int | None = None) -> Splits:
@@ -54,7 +54,7 @@ class RunData:
 
     def optimize_fingerprint(self, task: str, limit: int | None = None, split_seed: int | None = None) -> str:
         s = self.optimize_splits(task, split_seed)
-        return data_fingerprint([*s.train, *s.dev, *_first(s.test, limit)])
+        return data_fingerprint([*s.train, *s.dev, *_first(s.test, limit)], self.task(task).reading_key)
 
     # ------------------------------------------------------------------ a spec's rows
     def fingerprint_of(self, spec: RunSpec) -> str:

@@ -12,13 +12,12 @@ name is stale, so an interrupted migration is finished by running it again.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.core.io import atomic_write_json
+from harness.core.io import atomic_write_json, read_json
 from harness.core.spec import SPEC_VERSION, OptimizerEndpoint, RunSpec, TransferSource
 from harness.core.types import BenchError, Budget
 from harness.runner.data import RunData
@@ -71,7 +70,7 @@ def migrate(results: str | Path, *, data_dir: str | Path | None = None) -> Migra
     data = RunData(data_dir)
     report = MigrateReport()
     folders = sorted(p for p in root.iterdir() if (p / "spec.json").is_file())
-    metas = {p: json.loads((p / "spec.json").read_text()) for p in folders}
+    metas = {p: _meta(p) for p in folders}  # every record read (and checked) before anything is rewritten
     order = sorted(folders, key=lambda p: metas[p]["spec"].get("kind") != "optimize")  # sources first
     new_ids: dict[str, str] = {}
     for folder in order:
@@ -90,11 +89,18 @@ def migrate(results: str | Path, *, data_dir: str | Path | None = None) -> Migra
                                                  "spec_version": SPEC_VERSION, "migrated_from": old_id})
         summary_path = folder / "summary.json"
         if summary_path.exists():
-            summary = json.loads(summary_path.read_text())
+            summary = read_json(summary_path)
             atomic_write_json(summary_path, {**summary, "run_id": new_id})
         _rename(folder, root / new_id)
         report.renamed.append((old_id, new_id))
     return report
+
+
+def _meta(folder: Path) -> dict[str, Any]:
+    meta = read_json(folder / "spec.json")
+    if not isinstance(meta.get("spec"), dict) or "kind" not in meta["spec"] or "run_id" not in meta:
+        raise BenchError(f"malformed record {folder / 'spec.json'} (no spec or run id): restore it or move the folder out")
+    return meta
 
 
 def _rename(src: Path, dst: Path) -> None:

@@ -81,7 +81,14 @@ class RunFolder:
     @contextmanager
     def running(self) -> Iterator[RunFolder]:
         """The body computes the run; if it fails (or is interrupted) before anything but spec.json was
-        written, the folder is removed: a folder always holds a resumable step log or a result."""
+        written, the folder is removed: a folder always holds a resumable step log or a result.
+
+        Temporary files a killed writer left (`.spec.json.x1y2` and the like: written but never renamed into place)
+        are removed first; the records they were to become are written again by this run."""
+        if self.path.is_dir():
+            for stray in self.path.glob(".*"):
+                if stray.is_file():
+                    stray.unlink(missing_ok=True)
         try:
             yield self
         except BaseException:
