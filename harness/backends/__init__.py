@@ -60,8 +60,11 @@ def open_generator(
         from harness.backends.openai import OpenAIGenerator
 
         gen = OpenAIGenerator(model, base_url, **kwargs)
-    if not cache:
-        return gen
+    return with_cache(gen) if cache else gen
+
+
+def with_cache(gen: Generator) -> Generator:
+    """`gen` behind the shared response cache ($BENCH_CACHE_DIR/responses.sqlite)."""
     from harness.backends.cache import CachedGenerator, ResponseCache
     from harness.backends.models import cache_dir
 

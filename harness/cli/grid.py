@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from harness.cli.options import (
     Backend,
@@ -13,21 +16,29 @@ from harness.cli.options import (
     BatchSize,
     BudgetTokens,
     Cache,
+    CellCpus,
+    CellGpus,
     DataDir,
     Device,
+    DryRun,
     Dtype,
+    Executor,
     Isolate,
     Limit,
     MaxNewTokens,
+    MaxParallel,
     OptimizerBackend,
     OptimizerModel,
     Position,
     Preset,
+    Rate,
+    RayAddress,
     Reading,
     Results,
     Threads,
     check_cache,
     check_dtype,
+    check_model,
     check_reading,
     default_results,
     err,
@@ -37,6 +48,7 @@ from harness.cli.options import (
 from harness.core.types import BenchError
 
 FORMATS = ("md", "csv", "html")
+EXECUTORS = ("local", "ray")
 REFERENCE_ONLY = ("no-instruction",)  # registered reference prompts that `--methods all` leaves out
 
 
@@ -65,6 +77,13 @@ def run_cmd(
     isolate: Isolate = None,
     results: Results = None,
     data_dir: DataDir = None,
+    executor: Executor = "local",
+    ray_address: RayAddress = None,
+    cell_cpus: CellCpus = None,
+    cell_gpus: CellGpus = None,
+    max_parallel: MaxParallel = None,
+    dry_run: DryRun = False,
+    rate: Rate = None,
 ) -> None:
     """Run every (method, task, model, seed) cell: optimize, then score on dev and test. Re-running the same
     command skips finished cells and resumes unfinished ones from their last completed step."""
@@ -74,6 +93,9 @@ def run_cmd(
     from harness.runner.grid import run_grid
     from harness.runner.pool import ModelPool
     from harness.runner.progress import GridStatus
+
+    if executor not in EXECUTORS:
+        raise BenchError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
 
     results = results or default_results()
     check_reading(reading)
@@ -85,10 +107,29 @@ def run_cmd(
         budget_tokens=budget_tokens, optimizer_model=optimizer_model, optimizer_backend=optimizer_backend,
         base_url=base_url, backend=backend,
     )
+    from harness.runner.ray_executor import RaySettings
+
+    ray_settings = RaySettings(address=ray_address, cell_cpus=cell_cpus, cell_gpus=cell_gpus, max_parallel=max_parallel)
+    if dry_run:
+        _dry_run(method_names, tasks, model_names, seed_list, settings, results, data_dir, executor, ray_settings, rate)
+        return
+    # every input checked before the progress display starts or any model loads
+    from harness.core.io import check_writable
+    from harness.runner.cells import make_cells
+    from harness.runner.data import RunData
+    from harness.runner.grid import grid_specs
+    from tasks import expand_tasks
+
+    grid_specs(make_cells(method_names, expand_tasks(tasks), model_names, seed_list), settings, RunData(data_dir))
+    for model in model_names:
+        check_model(model, settings.backend)
+    check_writable(results)
     pool = ModelPool(cache=cache, threads=threads, batch_size=batch_size, device=device)
+    pool_settings = {"cache": cache, "batch_size": batch_size, "device": device}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
-    with Progress(*columns, console=err, transient=False) as bar:
+    with Progress(*columns, console=err, transient=False) as bar, _executor(executor, ray_settings, pool_settings) as ex:
         job = bar.add_task("cells", total=None, info="")
+        live = err.is_terminal
 
         def on_status(s: GridStatus) -> None:
             info = s.line()
@@ -98,14 +139,17 @@ def run_cmd(
                 bar.console.print(f"[dim]finished already:[/dim] {s.cell}", highlight=False)
             elif s.event == "fail":
                 bar.console.print(f"[red]failed:[/red] {s.cell}: {s.error}", highlight=False)
+            elif not live and s.event in ("start", "finish", "end"):  # a log file gets the status as lines
+                what = "" if s.cell is None else f"{s.event} {s.cell}: "
+                bar.console.print(f"{what}{info}", highlight=False, markup=False)
 
         def progress(cell: Cell, msg: str) -> None:
-            bar.console.print(f"[dim]{cell.method} {cell.task} s{cell.seed}[/dim] {msg}", highlight=False)
+            bar.console.print(f"[dim]{cell.method} {cell.task} s{cell.seed}[/dim] {escape(msg)}", highlight=False)
 
         records = run_grid(
             method_names, tasks, model_names, seed_list, preset, settings=settings,
             data_dir=data_dir, out=results, pool=pool, on_status=on_status, progress=progress, keep_going=keep_going,
-            isolate=isolate,
+            isolate=isolate, executor=ex,
         )
     _print_records(out, records)
     out.print(f"run folders in {results}; the table: bench leaderboard --results {results}")
@@ -193,6 +237,58 @@ def transfer_cmd(
     if not matrices:
         out.print("no transfer pairs: every prompt was optimized on the evaluation models themselves")
     out.print(f"matrices (CSV, PNG) in {report_dir}")
+
+
+@contextmanager
+def _executor(name: str, settings: Any, pool_settings: dict[str, Any]) -> Iterator[Any]:
+    """None for the local executor; a started `RayExecutor` (shut down afterwards) for ray."""
+    if name == "local":
+        yield None
+        return
+    from harness.runner.ray_executor import RayExecutor
+
+    with RayExecutor(settings, pool_settings) as ex:
+        yield ex
+
+
+def _dry_run(methods: list[str], tasks: str, models: list[str], seeds: list[int], settings: Any, results: Path,
+             data_dir: Path | None, executor: str, ray_settings: Any, rate: float | None) -> None:
+    """Print the grid's cells with their status and estimated cost; run nothing, load no model."""
+    import os
+
+    from rich.table import Table
+
+    from harness.reports.render import count, seconds
+    from harness.runner.cells import make_cells
+    from harness.runner.data import RunData
+    from harness.runner.grid import grid_specs
+    from harness.runner.plan import make_plan
+    from tasks import expand_tasks
+
+    task_names = expand_tasks(tasks)
+    data = RunData(data_dir)
+    specs = grid_specs(make_cells(methods, task_names, models, seeds), settings, data)
+    if executor == "ray":
+        per_cell = ray_settings.cell_cpus or 1
+        parallel = ray_settings.max_parallel or max(1, (os.cpu_count() or 1) // per_cell)
+    else:
+        parallel = 1
+    rows = {t: len(data.optimize_splits(t).dev) + 2 * len(data.optimize_splits(t).test[: settings.limit or None])
+            for t in task_names}
+    plan = make_plan(specs, results, parallel=parallel, rate=rate, eval_rows=rows)
+    table = Table(title=f"bench run --dry-run: {len(specs)} cells in {results}")
+    for name in ("method", "task", "model"):
+        table.add_column(name, overflow="fold")  # wrapped, never cut
+    for name in ("seed", "status", "tokens (est.)", "time (est.)"):
+        table.add_column(name, justify="right" if name != "status" else "left")
+    for c in plan.cells:
+        s = c.spec
+        table.add_row(s.method, s.task, s.model, str(s.seed), c.status, count(c.tokens), seconds(c.seconds))
+    out.print(table)
+    todo = sum(1 for c in plan.cells if c.status != "finished")
+    out.print(f"{todo} of {len(specs)} cells to run: ~{count(plan.tokens)} task-model tokens, {seconds(plan.seconds)} of "
+              f"compute at {plan.rate:.0f} tok/s ({plan.rate_source}); wall time at {plan.parallel} at once "
+              f"({executor}): {seconds(plan.wall_seconds)}", highlight=False)
 
 
 def _methods(text: str) -> list[str]:

@@ -65,6 +65,19 @@ def check_cache(cache: bool) -> None:
         raise BenchError(f"{e} (BENCH_CACHE_DIR; converted models live there{also})") from None
 
 
+def check_model(model: str, backend: str, base_url: str | None = None) -> None:
+    """The model name must name something loadable before anything runs: an alias, a local Hugging Face folder
+    (with config.json) or a hub id (reachable, or in the local hub cache). Nothing is loaded or converted here."""
+    from harness.backends.models import PACKAGED, resolve_model
+
+    if backend == "openai":  # the server's own model name
+        if not base_url:
+            raise BenchError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        return
+    if model not in PACKAGED:  # aliases resolve by converting their GGUF: loading, so left to the load
+        resolve_model(model)
+
+
 def check_reading(reading: str | None) -> None:
     if reading is not None and reading not in READINGS:
         raise BenchError(f"unknown reading {reading!r}: use one of {', '.join(READINGS)}")
@@ -92,8 +105,10 @@ Device = Annotated[
         "(default: cuda if available, else mps, else cpu). Recorded in spec.json, not in the run id.",
     ),
 ]
-Threads = Annotated[int | None, typer.Option(help="CPU threads (hf: torch threads; vllm: cores bound).")]
-BatchSize = Annotated[int, typer.Option(help="Generation batch size (hf; vllm: max concurrent sequences).")]
+# Counts are checked by click while parsing (`min=1`): 0 or a negative number is a usage error naming the option,
+# for every command alike (0 would otherwise fall back to a default silently: `--max-new-tokens 0`).
+Threads = Annotated[int | None, typer.Option(min=1, help="CPU threads (hf: torch threads; vllm: cores bound).")]
+BatchSize = Annotated[int, typer.Option(min=1, help="Generation batch size (hf; vllm: max concurrent sequences).")]
 DataDir = Annotated[
     Path | None,
     typer.Option(
@@ -118,7 +133,7 @@ Position = Annotated[
 ]
 MaxNewTokens = Annotated[
     int | None,
-    typer.Option(help=f"Reasoning length of the evaluations (default: the preset's: {preset_help('max_new_tokens', none=True)})."),
+    typer.Option(min=1, help=f"Reasoning length of the evaluations (default: the preset's: {preset_help('max_new_tokens', none=True)})."),
 ]
 Reading = Annotated[
     str | None,
@@ -126,7 +141,7 @@ Reading = Annotated[
 ]
 Dtype = Annotated[str, typer.Option(help=f"Weights dtype: {', '.join(DTYPES)} (hf and vllm backends).")]
 Cache = Annotated[bool, typer.Option("--cache/--no-cache", help="Use the shared response cache.")]
-Limit = Annotated[int | None, typer.Option(help="Score only the first N rows of the split (optimize: of the test split).")]
+Limit = Annotated[int | None, typer.Option(min=1, help="Score only the first N rows of the split (optimize: of the test split).")]
 BudgetTokens = Annotated[int | None, typer.Option("--budget", help="Common budget per cell: task-model tokens (in + out).")]
 OptimizerModel = Annotated[str | None, typer.Option(help="Optimizer LLM of text-based methods (default: the task model).")]
 OptimizerBackend = Annotated[
@@ -137,4 +152,24 @@ Isolate = Annotated[
     bool | None,
     typer.Option("--isolate/--no-isolate", help="Run each model in its own child process, or in this one "
                  "(default: auto, a child for backends such as vllm that own their process)."),
+]
+
+# bench run's executor (issue 14): local, or Ray on one machine or a cluster
+Executor = Annotated[
+    str,
+    typer.Option(help="local (one cell at a time, in this process or a child per model) or ray (cells in parallel "
+                 "on a Ray cluster or a local Ray instance)."),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(envvar="RAY_ADDRESS", help="ray: the cluster to join (HEAD:6379; default: a new local instance sized to this machine)."),
+]
+CellCpus = Annotated[int | None, typer.Option(min=1, help="ray: CPUs per cell (default 1: one thread on a core of its own).")]
+CellGpus = Annotated[float | None, typer.Option(help="ray: GPUs per cell (default 1 when the cluster has GPUs, else 0).")]
+MaxParallel = Annotated[int | None, typer.Option(min=1, help="ray: at most this many cells at once (default: what the resources allow).")]
+DryRun = Annotated[
+    bool, typer.Option("--dry-run", help="List the cells (finished, partial, to do) with estimated tokens and time; run nothing.")
+]
+Rate = Annotated[
+    float | None, typer.Option(help="--dry-run: task-model tokens/s to estimate with (default: measured from finished cells).")
 ]

@@ -16,9 +16,11 @@ therefore loses at most the step in progress.
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import harness.runner.pool  # ModelPool is looked up there on every use, the one place tests replace it
 from harness.core.io import check_writable
@@ -32,6 +34,9 @@ from harness.runner.data import RunData
 from harness.runner.progress import Board, GridStatus, PhaseLines
 from harness.runner.records import RunFolder
 from harness.runner.run import DEFAULT_RESULTS, run_optimize
+
+if TYPE_CHECKING:
+    from harness.runner.ray_executor import RayExecutor
 
 # ------------------------------------------------------------------------------------------ one cell
 
@@ -49,6 +54,7 @@ def run_cell(
     out: str | Path = DEFAULT_RESULTS,
     progress: Callable[[str], None] | None = None,
     eval_progress: ProgressFn | None = None,
+    placement: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one optimize cell (optimize -> dev -> test) and return its record (summary.json's content).
 
@@ -75,6 +81,7 @@ def run_cell(
         return run_optimize(
             spec, task_model, optimizer_model=opt_model, gradient_model=gradient, data=data, out=out,
             progress=progress, optimizer=optimizer, eval_progress=eval_progress,
+            placement=placement or {"executor": "local", "host": socket.gethostname(), "pid": os.getpid()},
         )
     finally:
         if own:
@@ -103,6 +110,7 @@ def run_grid(
     keep_going: bool = False,
     isolate: bool | None = None,
     runner: CellRunner = run_cell,
+    executor: RayExecutor | None = None,
 ) -> list[dict[str, Any]]:
     """Run every (method, task, model, seed) cell in `make_cells` order; return their records in that order.
 
@@ -115,6 +123,9 @@ def run_grid(
     opens models as `pool` would (its opener must then be a "module:function" string) and runs `run_cell`, not
     `runner`. A failed child stops the grid with one line naming the model and its log; with `keep_going` the
     model's unfinished cells are recorded as failed with that line and the grid goes on with the next model.
+
+    `executor`: a started `RayExecutor` runs the unfinished cells instead, several at once (`isolate` and
+    `pool` are then the workers' business); finished cells are skipped here all the same.
     """
     from tasks import expand_tasks
 
@@ -127,6 +138,8 @@ def run_grid(
     cells = make_cells(list(methods), task_names, list(models), [int(s) for s in seeds])
     specs = grid_specs(cells, settings, RunData(data_dir))
     check_writable(out)  # before any model loads
+    if executor is not None:
+        return _run_grid_on(executor, cells, specs, on_status, progress, keep_going=keep_going, data_dir=data_dir, out=out)
     own = pool is None
     pool = pool or harness.runner.pool.ModelPool()
     isolate = needs_own_process(settings.backend) if isolate is None else isolate
@@ -152,6 +165,22 @@ def run_grid(
     finally:
         if own:
             pool.close()
+    return board.records
+
+
+def _run_grid_on(
+    executor: RayExecutor, cells: Sequence[Cell], specs: Sequence[RunSpec], on_status: Callable[[GridStatus], None] | None,
+    progress: Callable[[Cell, str], None] | None, *, keep_going: bool, data_dir: str | Path | None, out: str | Path,
+) -> list[dict[str, Any]]:
+    """`run_grid` on a parallel executor: finished cells are read back, the rest go to the executor at once."""
+    todo = [i for i, s in enumerate(specs) if not RunFolder(Path(out), s).finished]
+    board = Board(cells, specs, on_status or (lambda _s: None), progress, parallel=executor.parallelism(len(todo)))
+    for i, s in enumerate(specs):
+        if i not in todo:
+            board.skip(i, RunFolder(Path(out), s).summary())
+    if todo:
+        executor.run([specs[i] for i in todo], board.listener(todo), keep_going=keep_going, data_dir=data_dir, out=out)
+    board.end()
     return board.records
 
 

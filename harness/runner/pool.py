@@ -18,6 +18,12 @@ from harness.runner.child import import_function, opener_for_child
 
 Opener = Callable[[str, str, str], Generator]  # (model, backend, dtype) -> Generator
 
+# An engine that cannot be freed (vLLM: it holds its memory until the process ends, and a second engine in the
+# same process fails to start) is opened once per process and shared by every pool of it. This module is the
+# only place that holds loaded models and engines; the backends open and close, they do not cache.
+PROCESS_LIFETIME_BACKENDS = ("vllm",)
+_ENGINES: dict[tuple[str, str, str, int, int | None], Generator] = {}
+
 
 class ModelPool:
     """Opens each (model, backend, dtype) once per process and hands out the same generator afterwards.
@@ -44,6 +50,8 @@ class ModelPool:
         if key not in self._open:
             if self._opener is not None:
                 self._open[key] = self._opener(model, backend, dtype)
+            elif backend in PROCESS_LIFETIME_BACKENDS:
+                self._open[key] = self._process_lifetime(model, backend, dtype)
             else:
                 from harness.backends import open_generator
 
@@ -53,6 +61,16 @@ class ModelPool:
                 )
             self.loads.append(key)
         return self._open[key]
+
+    def _process_lifetime(self, model: str, backend: str, dtype: str) -> Generator:
+        """A generator whose engine lives as long as the process (vLLM), shared by every pool of the process."""
+        from harness.backends import open_generator, with_cache
+
+        key = (model, backend, dtype, self.batch_size, self.threads)
+        if key not in _ENGINES:
+            _ENGINES[key] = open_generator(model, backend=backend, dtype=dtype, threads=self.threads,
+                                           batch_size=self.batch_size, cache=False)
+        return with_cache(_ENGINES[key]) if self.cache else _ENGINES[key]
 
     def gradient_model(self, model: str, *, dtype: str = "float32") -> GradientModel:
         """The HF model object itself (GReaTer's gradients), sharing the weights loaded for decoding."""
@@ -68,9 +86,12 @@ class ModelPool:
         return self._gradient[key]
 
     def release(self, model: str) -> None:
-        """Forget every generator of `model` and free its weights (the next use loads it again)."""
+        """Forget every generator of `model` and free its weights (the next use loads it again); an engine
+        that lives as long as the process is only forgotten by this pool."""
         for key in [k for k in self._open if k[0] == model]:
-            _free_weights(self._open.pop(key))
+            gen = self._open.pop(key)
+            if key[1] not in PROCESS_LIFETIME_BACKENDS or self._opener is not None:
+                _free_weights(gen)
         for key in [k for k in self._gradient if k[0] == model]:
             del self._gradient[key]
         gc.collect()

@@ -30,7 +30,7 @@ class GridStatus:
     total: int
     done: int  # cells finished (including skipped ones)
     failed: int
-    running: int  # 0 or 1
+    running: int  # cells being computed now (more than 1 with a parallel executor)
     left: int  # cells not started yet
     elapsed: float  # seconds since the grid started
     eta_seconds: float | None  # None until a cell has been computed in this process
@@ -48,10 +48,12 @@ def format_seconds(s: float) -> str:
 
 
 def estimate_eta(
-    durations: Mapping[str, Sequence[float]], remaining: Iterable[str], running: tuple[str, float] | None = None
+    durations: Mapping[str, Sequence[float]], remaining: Iterable[str], running: tuple[str, float] | None = None,
+    *, also_running: Sequence[tuple[str, float]] = (), parallel: int = 1,
 ) -> float | None:
     """Seconds left: each remaining cell takes the mean wall time of finished cells of its method (or of
-    all finished cells for a method not seen yet); the running cell its estimate minus its elapsed time."""
+    all finished cells for a method not seen yet); a running cell its estimate minus its elapsed time. With
+    `parallel` cells at once the work is divided among them (never below the longest running cell's rest)."""
     every = [d for ds in durations.values() for d in ds]
     if not every:
         return None
@@ -62,21 +64,25 @@ def estimate_eta(
         return sum(ds) / len(ds) if ds else overall
 
     eta = sum(guess(m) for m in remaining)
-    if running is not None:
-        eta += max(0.0, guess(running[0]) - running[1])
-    return eta
+    runs = ([running] if running is not None else []) + list(also_running)
+    rests = [max(0.0, guess(m) - elapsed) for m, elapsed in runs]
+    if parallel <= 1:
+        return eta + sum(rests)
+    return max((eta + sum(rests)) / parallel, max(rests, default=0.0))
 
 
 class Board:
     """The grid's bookkeeping: every cell's record, the counts, wall times per method, and a `GridStatus` to
-    `notify` on every event. `listener(indices)` turns `run_cells` messages into those events."""
+    `notify` on every event. `listener(indices)` turns `run_cells` messages into those events. `parallel`: how
+    many cells an executor runs at once (for the ETA)."""
 
     def __init__(self, cells: Sequence[Cell], specs: Sequence[RunSpec], notify: Callable[[GridStatus], None],
-                 progress: Callable[[Cell, str], None] | None) -> None:
+                 progress: Callable[[Cell, str], None] | None, parallel: int = 1) -> None:
         self.cells, self.specs, self.notify, self.progress = cells, specs, notify, progress
+        self.parallel = parallel
         self.records: list[dict[str, Any]] = [{} for _ in cells]
         self.waiting = list(range(len(cells)))  # neither started nor skipped yet (what the ETA adds up)
-        self.running: tuple[int, float] | None = None  # (cell index, start time)
+        self.running: dict[int, float] = {}  # cell index -> start time
         self.durations: dict[str, list[float]] = {}
         self.done = self.failed = 0
         self.t0 = time.perf_counter()
@@ -97,20 +103,23 @@ class Board:
                 if self.progress:
                     self.progress(self.cells[i], rest[0])
             elif event == "start":
+                if i in self.running:  # started again: its worker died and the cell resumes elsewhere
+                    return
                 self.waiting.remove(i)
-                self.running = (i, time.perf_counter())
+                self.running[i] = time.perf_counter()
                 self._notify("start", i)
             elif event == "finish":
-                seconds = time.perf_counter() - self.running[1] if self.running else 0.0
-                self.durations.setdefault(self.cells[i].method, []).append(seconds)
+                started = self.running.pop(i, None)
+                self.durations.setdefault(self.cells[i].method, []).append(time.perf_counter() - started if started else 0.0)
                 self.done += 1
-                self.records[i], self.running = rest[0], None
+                self.records[i] = rest[0]
                 self._notify("finish", i, record=rest[0])
             else:  # "fail"
                 if i in self.waiting:  # never started: its model's child failed before
                     self.waiting.remove(i)
+                self.running.pop(i, None)
                 self.failed += 1
-                self.records[i], self.running = {"run_id": self.specs[i].run_id, "error": rest[0]}, None
+                self.records[i] = {"run_id": self.specs[i].run_id, "error": rest[0]}
                 self._notify("fail", i, error=rest[0])
 
         return on_message
@@ -120,11 +129,13 @@ class Board:
 
     def _notify(self, event: str, i: int | None, record: Any = None, error: str | None = None) -> None:
         now = time.perf_counter()
-        cur = (self.cells[self.running[0]].method, now - self.running[1]) if self.running else None
-        eta = 0.0 if i is None else estimate_eta(self.durations, (self.cells[j].method for j in self.waiting), cur)
+        runs = [(self.cells[j].method, now - t) for j, t in self.running.items()]
+        eta = 0.0 if i is None else estimate_eta(
+            self.durations, (self.cells[j].method for j in self.waiting), also_running=runs, parallel=self.parallel
+        )
         self.notify(GridStatus(
             event=event, cell=None if i is None else self.cells[i], index=len(self.cells) - 1 if i is None else i,
-            total=len(self.cells), done=self.done, failed=self.failed, running=int(self.running is not None),
+            total=len(self.cells), done=self.done, failed=self.failed, running=len(self.running),
             left=len(self.waiting), elapsed=now - self.t0, eta_seconds=eta, record=record, error=error,
         ))
 

@@ -64,6 +64,7 @@ def run_optimize(
     progress: Any = None,
     optimizer: Optimizer | None = None,
     eval_progress: ProgressFn | None = None,
+    placement: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Optimize a prompt for `spec.task`, then score the best prompt (and zero-shot CoT) on dev and test.
 
@@ -110,6 +111,7 @@ def run_optimize(
             "gradient_model": gradient_model.identity if gradient_model is not None else None,
             "cost": ctx.cost.to_dict(), "candidates": [c.text for c in result.candidates],
             "meta": dict(result.meta),
+            "ran_on": placement or {},  # where it ran (executor, node, worker): not part of the run id
         }
         folder.finish(summary, test.examples)
     return folder.summary()
