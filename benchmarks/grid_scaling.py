@@ -39,6 +39,7 @@ def snapshot(folder: Path) -> dict:
         summary["cost"].pop("wall_seconds", None)
         summary["cost"].pop("cached_calls", None)
         summary["test"].pop("seconds", None)
+        summary.get("meta", {}).pop("seconds_per_step", None)
         snap[cell.name] = {"summary": summary, "predictions": (cell / "predictions.jsonl").read_text()}
     return snap
 

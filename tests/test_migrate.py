@@ -53,7 +53,7 @@ def test_migrate_restores_the_committed_results(tmp_path):
     copy = tmp_path / "results"
     shutil.copytree(RESULTS, copy)
     before = snapshot(copy)
-    folders = [p for p in copy.iterdir() if (p / "spec.json").exists()]
+    folders = [p for p in copy.iterdir() if (p / "spec.json").exists() and "migrated_from" in (p / "spec.json").read_text()]
     old_ids = {json.loads((p / "spec.json").read_text())["run_id"]: json.loads((p / "spec.json").read_text())["migrated_from"]
                for p in folders}
     for p in folders:

@@ -100,7 +100,10 @@ def test_leaderboard_known_answers(results):
     g = _row(board, T1, "greater")
     half = 4.302653 * 0.1 / math.sqrt(3)
     assert g["seeds"] == 3 and g["accuracy"] == pytest.approx(0.7)
-    assert (g["ci_low"], g["ci_high"]) == pytest.approx((0.7 - half, 0.7 + half), abs=1e-6)
+    # several seeds: the wider of the t interval over seeds and the bootstrap over examples of the seed means
+    seed_means = [sum(GREATER[s][i] for s in range(3)) / 3 for i in range(len(GREATER[0]))]
+    boot = stratified_bootstrap_ci([seed_means])
+    assert (g["ci_low"], g["ci_high"]) == pytest.approx((min(0.7 - half, boot[0]), max(0.7 + half, boot[1])), abs=1e-6)
     # per example, greater averaged over seeds vs zs-cot: 6 better, 1 worse -> 2 * (1 + 7) / 128
     assert g["p_vs_zs_cot"] == pytest.approx(0.125) and g["delta_vs_zs_cot"] == pytest.approx(0.4)
     assert math.isnan(g["p_vs_greater"])
@@ -110,7 +113,9 @@ def test_leaderboard_known_answers(results):
     assert a["p_vs_zs_cot"] == pytest.approx(mcnemar_exact(1, 3)) == pytest.approx(0.625)
     assert a["p_vs_greater"] == pytest.approx(mcnemar_exact(1, 7))  # on the common seed 0
     z = _row(board, T1, "zs-cot")
-    assert z["accuracy"] == pytest.approx(0.3) and (z["ci_low"], z["ci_high"]) == pytest.approx((0.3, 0.3))
+    # identical seeds: a zero-width t interval, so the examples' bootstrap is reported
+    assert z["accuracy"] == pytest.approx(0.3) and (z["ci_low"], z["ci_high"]) == pytest.approx(stratified_bootstrap_ci([ZS]))
+    assert z["ci_low"] < 0.3 < z["ci_high"]
     # average over the two tasks: greater per seed (.7+.3)/2, (.6+.4)/2, (.8+.2)/2 -> 0.5 with zero spread
     avg = _row(board, "average", "greater")
     assert avg["tasks"] == 2 and avg["accuracy"] == pytest.approx(0.5) and avg["ci_low"] == pytest.approx(0.5)
@@ -173,7 +178,8 @@ def test_other_readings_are_reported_beside_the_primary(tmp_path):
     md = render.to_markdown(board)
     assert "average over 2 tasks (test acc: greedy reading)" in md and "greedy %" not in md  # the primary is not repeated
     assert "| method | test acc % [95% CI] | options % | fallback % | Δ vs zs-cot |" in md
-    assert "| bbh:navigate | greater | 50.0 [50-50] | 70.0 | 30.0 |" in md and "| 0.0 [0-0] | 40.0 | - |" in md
+    # two seeds with identical per-example results: the interval is the examples' bootstrap, not [50-50]
+    assert "| bbh:navigate | greater | 50.0 [0-100] | 70.0 | 30.0 |" in md and "| 0.0 [0-0] | 40.0 | - |" in md
     page = render.to_html(board)
     assert '<th class="t">method</th><th class="">test acc % [95% CI]</th><th class="">options %</th><th class="">fallback %</th>' in page
 

@@ -17,8 +17,9 @@ from harness.core.types import READINGS
 from harness.reports.leaderboard import matrix_title
 
 NOTE = (
-    "Test accuracy (primary answer reading) with its 95% interval: a t interval over seeds when there are "
-    "several, else the run's bootstrap interval over test examples. greedy / options / fallback %: the same test "
+    "Test accuracy (primary answer reading) with its 95% interval: the run's bootstrap interval over test "
+    "examples; with several seeds, the wider of the t interval over seeds and the bootstrap over examples of "
+    "the seed-averaged correctness. greedy / options / fallback %: the same test "
     "runs read the other ways (greedy is the paper's reading). Δ: paired difference to zero-shot CoT on the "
     "same test examples (percentage points). p: exact two-sided sign test of per-example correctness (averaged "
     "over common seeds; with one seed this is the exact McNemar test). Cost: mean per cell; tokens = task + "
