@@ -13,7 +13,7 @@ import typer
 from harness.cli import commands, export, grid
 
 app = typer.Typer(
-    help="greater-bench: benchmark prompt optimizers (GReaTer, APE, OPRO, ProTeGi, TextGrad) on reasoning tasks.",
+    help="greater-bench: benchmark prompt optimizers (GReaTer, APE, OPRO, ProTeGi, TextGrad, PE2, EvoPrompt) on reasoning tasks.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
