@@ -45,10 +45,10 @@ INTEGER_EXTRACTOR = (
 FREE_TEXT_EXTRACTOR = "Therefore, the final answer is: "
 
 # Characters skipped before the answer in the greedy reading.
-_LEAD = " \t\r\n$([*`\"'\u201c\u2018"
+LEAD = " \t\r\n$([*`\"'\u201c\u2018"
 # An integer: optional sign, digits with optional thousands separators, optional decimal part.
-_NUMBER = r"[-+\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
-_NUMBER_AT_START = re.compile(_NUMBER)
+NUMBER = r"[-+\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+_NUMBER_AT_START = re.compile(NUMBER)
 # In running text a sign counts only when it is not a binary minus ("5-3") or a hyphen ("COVID-19").
 _NUMBER_IN_TEXT = re.compile(
     r"(?:(?<![\w).\]])[-+\u2212])?"  # a sign, unless it follows a word, ")" or "]"
@@ -72,7 +72,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 def normalise_number(text: str) -> str | None:
     """'1,234' -> '1234', '$-12' -> '-12', '18.00' -> '18', '+5' -> '5', '2.5' -> '2.5'; else None."""
     s = text.strip().lstrip("$").strip().replace("\u2212", "-")
-    m = re.fullmatch(_NUMBER, s)
+    m = re.fullmatch(NUMBER, s)
     if not m:
         return None
     s = s.replace(",", "")
@@ -172,7 +172,7 @@ def extract(
     if fmt is AnswerFormat.FREE_TEXT:
         line = continuation.lstrip(" \t\r\n$").split("\n", 1)[0]
         return clean_free_text(line) or None
-    text = continuation.lstrip(_LEAD)
+    text = continuation.lstrip(LEAD)
     if fmt is AnswerFormat.LETTER:
         m = _LETTER_AT_START.match(text)
         return m.group(1) if m and m.group(1) in options else None

@@ -171,7 +171,7 @@ def greedy_filter(task: Task) -> tuple[str, dict[str, Any]]:
     from tasks import formats
 
     spaces = {" ": " ", "\t": r"\t", "\r": r"\r", "\n": r"\n"}
-    lead = "[" + "".join(spaces.get(c) or re.escape(c) for c in formats._LEAD) + "]*"  # what `extract` skips
+    lead = "[" + "".join(spaces.get(c) or re.escape(c) for c in formats.LEAD) + "]*"  # what `extract` skips
     fmt = task.answer_format
     if fmt is AnswerFormat.LETTER:
         return rf"^{lead}([A-Z])(?![A-Za-z0-9])", {}
@@ -180,7 +180,7 @@ def greedy_filter(task: Task) -> tuple[str, dict[str, Any]]:
         return rf"(?i)^{lead}({'|'.join(re.escape(w) for w in words)})(?![A-Za-z])", {"ignore_case": True}
     if fmt is AnswerFormat.INTEGER:  # approximate: normalise_number also maps a Unicode minus
         # the lookahead also refuses a shorter number inside a longer one ("12x" must not read as "1")
-        return rf"^{lead}({formats._NUMBER})(?![A-Za-z\d]|\.\d)", {"regexes_to_ignore": [",", r"^\+", r"\.0+$"]}
+        return rf"^{lead}({formats.NUMBER})(?![A-Za-z\d]|\.\d)", {"regexes_to_ignore": [",", r"^\+", r"\.0+$"]}
     # free text, approximate: the first line; whitespace ignored, case ignored
     return r"^[\s$]*([^\n]*)", {"ignore_case": True, "regexes_to_ignore": [r"\s+", r"\.$"]}
 
