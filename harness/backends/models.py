@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.core.io import umask
 from harness.core.registry import Registry
 from harness.core.types import BenchError
 
@@ -204,21 +205,9 @@ def converted_folder(spec: PackagedModel) -> Path:
 # ----------------------------------------------------------------------------------- files in the cache
 
 
-def _umask() -> int:
-    try:  # Linux: read it without changing it (os.umask would, briefly, for every thread)
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _normal_permissions(path: Path) -> None:
     """Give what the harness wrote the modes a plain open()/mkdir would (mkstemp/mkdtemp make them private)."""
-    mask = _umask()
+    mask = umask()
     paths = [path, *path.rglob("*")] if path.is_dir() else [path]
     for p in paths:
         if not p.is_symlink():

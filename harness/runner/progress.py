@@ -143,12 +143,6 @@ class Board:
 # ------------------------------------------------------------------------------------------ evaluation phases
 
 
-def _clock(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    h, rest = divmod(seconds, 3600)
-    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
-
-
 class Phase:
     """One evaluation phase's counters (a task's reasoning, its answers, ...) and the line that reports them."""
 
@@ -160,9 +154,9 @@ class Phase:
         elapsed = time.perf_counter() - self.t0
         rate = f", {self.tokens / elapsed:.0f} tok/s" if self.tokens and elapsed > 0 else ""
         if 0 < self.done < self.total:
-            eta = f", ETA {_clock(elapsed / self.done * (self.total - self.done))}"
+            eta = f", ETA {format_seconds(elapsed / self.done * (self.total - self.done))}"
         elif self.done >= self.total:
-            eta = f", took {_clock(elapsed)}"
+            eta = f", took {format_seconds(elapsed)}"
         else:
             eta = ""
         return f"{self.label}: {self.done}/{self.total} examples{rate}{eta}"
