@@ -152,6 +152,12 @@ def test_run_folder_written_once(tmp_path, yes_no_task, monkeypatch):
     assert {p.name for p in folder.iterdir()} == {"spec.json", "summary.json", "predictions.jsonl"}
     meta = json.loads((folder / "spec.json").read_text())
     assert meta["spec"]["seed"] == 0 and "torch" in meta["versions"] and meta["generator"] == "fake"
+    import sys
+
+    if "torch" in sys.modules:  # the thread count is recorded when torch computed anything in this process
+        assert meta["threads"]["torch_threads"] == sys.modules["torch"].get_num_threads()
+    else:
+        assert "torch_threads" not in meta["threads"]
     assert len(read_jsonl(folder / "predictions.jsonl")) == 4
     calls = len(gen.calls)
     s2 = run_eval(spec, gen, out=tmp_path)  # finished: read back, nothing recomputed

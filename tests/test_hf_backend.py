@@ -205,7 +205,11 @@ def test_device_reaches_the_backend_and_the_records(monkeypatch, tmp_path):
 
     folder = RunFolder(tmp_path, RunSpec(kind="eval", task="bbh:navigate", model="tiny", data="d", method="prompt"))
     folder.start(generator=hf.identity, **torch_device(hf))
-    assert json.loads((folder.path / "spec.json").read_text())["device"] == "cpu"
+    meta = json.loads((folder.path / "spec.json").read_text())
+    assert meta["device"] == "cpu"
+    import torch
+
+    assert meta["threads"]["torch_threads"] == torch.get_num_threads()  # provenance only: the run id ignores it
 
 
 def test_cli_device_option(monkeypatch):

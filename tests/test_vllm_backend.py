@@ -155,6 +155,7 @@ def test_cli_eval_records_vllm(tmp_path, data_dir, vgen):
     spec = json.loads((run / "spec.json").read_text())
     assert spec["spec"]["backend"] == "vllm"
     assert "vllm" in json.dumps(spec.get("versions", spec))
+    assert spec["threads"]["vllm_cpu_cores"] == os.environ["VLLM_CPU_OMP_THREADS_BIND"]  # the cores it decoded on
     summary = json.loads((run / "summary.json").read_text())
     assert summary["generator"].startswith("vllm:")
 

@@ -1,7 +1,8 @@
 """Run folders and records: atomic writes, append-only JSON lines with a schema version, provenance.
 
 A run folder (results/<run id>/) holds:
-- `spec.json`: the frozen RunSpec (its hash is the run id) plus provenance (versions, seed, backend, dtype);
+- `spec.json`: the frozen RunSpec (its hash is the run id) plus provenance (versions, seed, backend, dtype,
+  and the compute threads: their number changes float summation order, so a near-tie could differ);
 - `summary.json`: the result (accuracies per reading with intervals, cost), written last: its presence
   marks a finished run;
 - `predictions.jsonl`: per-example records (input, reasoning, each reading's answer, gold, correct).
@@ -44,6 +45,21 @@ def versions() -> dict[str, str]:
     return out
 
 
+def compute_threads() -> dict[str, Any]:
+    """The threads this process computes with: torch's intra-op count (when torch is loaded) and the cores vLLM
+    is bound to on CPUs. Not part of the run id (a grid on 1 or 2 threads asks the same question), recorded
+    because the thread count changes floating-point summation order."""
+    import os
+
+    out: dict[str, Any] = {}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out["torch_threads"] = torch.get_num_threads()
+    if os.environ.get("VLLM_CPU_OMP_THREADS_BIND"):
+        out["vllm_cpu_cores"] = os.environ["VLLM_CPU_OMP_THREADS_BIND"]
+    return out
+
+
 def provenance(spec: RunSpec, **extra: Any) -> dict[str, Any]:
     return {
         "schema": SCHEMA_VERSION,
@@ -52,6 +68,7 @@ def provenance(spec: RunSpec, **extra: Any) -> dict[str, Any]:
         "versions": versions(),
         "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "threads": compute_threads(),
         **extra,
     }
 
