@@ -13,7 +13,10 @@ the only task signal is which prompts survive.
 - DE, per generation, for each member p: three other members a, b, c, with c replaced by the best prompt
   found so far, go into the four-step meta-prompt (the parts where a and b differ, mutated, spliced into c,
   crossed over with p); the trial replaces p only if it scores higher (ties keep p).
-The best member of the final population is returned (ties: the earlier-scored prompt).
+The best member of the final population is returned (ties: the earlier-scored prompt). Under a budget
+(`--budget`) generations go on until the budget is used (pe2-evoprompt.md, "scale by budget, not by steps"), or
+until `stall_generations` generations in a row scored no new prompt (a harness guard: an optimizer whose replies
+never parse would otherwise loop without spending anything).
 
 Departures from the released code (beeevita/EvoPrompt @ 94caff3, BBH/), for the README:
 - Fitness set: the harness's train split (`fitness_split`; `dev` is an option), optionally a random subset
@@ -39,6 +42,8 @@ Departures from the released code (beeevita/EvoPrompt @ 94caff3, BBH/), for the 
 - The operator meta-prompts end with "1. " at the end of the user turn, as the reference's chat-model path;
   their worked examples are the reference's domains (sentiment for GA, simplification for DE) in new words.
 - Result: the final population's top-1 (the reference scores its top 5 on test).
+- Under a budget, `generations` is not a limit: generations go on until the budget is used or
+  `stall_generations` in a row scored no new prompt (the reference has no budget).
 """
 
 from __future__ import annotations
@@ -151,9 +156,10 @@ class EvoConfig:
     fitness_split: str = "train"  # harness choice (see the module docstring); the reference: its dev sample
     fitness_size: int | None = None  # None: the whole split (BBH train: 50 = the scripts' --sample_num 50)
     max_prompt_chars: int = 600  # harness guard: longer prompts are cut
+    stall_generations: int = 3  # harness guard under a budget: this many generations without a new prompt end it
 
     def __post_init__(self) -> None:
-        for name in ("generations", "max_tokens", "max_prompt_chars"):
+        for name in ("generations", "max_tokens", "max_prompt_chars", "stall_generations"):
             if getattr(self, name) < 1:
                 raise BenchError(f"evoprompt: {name} must be at least 1")
         if self.popsize < 2 or self.temperature < 0:
@@ -282,14 +288,23 @@ class EvoPrompt:
 
         if state is None and not ctx.out_of_budget():
             save({"phase": "init", **self.initial_population(st, fitness, ctx, tally)})
-        while st["population"] and st["generation"] < cfg.generations and not ctx.out_of_budget():
+        of = "" if ctx.budget.limited else f"/{cfg.generations}"  # under a budget, generations go on until it is used
+        while st["population"] and not ctx.out_of_budget():
+            if st["generation"] >= cfg.generations and not ctx.budget.limited:
+                break
+            if st.get("stall", 0) >= cfg.stall_generations:
+                st["stopped"] = f"no new prompt in {cfg.stall_generations} generations"
+                break
+            known = len(fitness.scored)
             record = self.generation(st, fitness, ctx, tally)
             st["generation"] += 1
+            st["stall"] = 0 if len(fitness.scored) > known else st.get("stall", 0) + 1
             top = fitness.rank(st["population"])[0]
-            ctx.progress(f"{self.name} generation {st['generation']}/{cfg.generations}: best {fitness.of(top):.2f} {top!r}")
+            ctx.progress(f"{self.name} generation {st['generation']}{of}: best {fitness.of(top):.2f} {top!r}")
             save({"phase": "generation", **record, "population": st["population"]})
 
-        meta: dict[str, Any] = {"generations": st["generation"], "init": cfg.init, "scored": len(fitness.scored),
+        meta: dict[str, Any] = {"generations": st["generation"], "stopped": st.get("stopped"), "init": cfg.init,
+                                "scored": len(fitness.scored),
                                 "fitness_split": cfg.fitness_split, "fitness_size": len(fitness.examples),
                                 "parses": dict(tally)}
         if not st["population"]:  # out of budget before anything was scored

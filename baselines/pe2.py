@@ -15,7 +15,10 @@ round:
    asks for the new prompt, under `max_words` words;
 4. children not seen before are scored on dev.
 It stops after `rounds` rounds or when a prompt reaches dev accuracy 1.0, and returns the best prompt by dev
-accuracy over all rounds (the initial one included: PE2 returns it when nothing beats it).
+accuracy over all rounds (the initial one included: PE2 returns it when nothing beats it). Under a budget
+(`--budget`) rounds go on until the budget is used (pe2-evoprompt.md, "scale by budget, not by steps"), or
+until `stall_rounds` rounds in a row added no new prompt (a harness guard: an optimizer whose replies never
+parse would otherwise loop on remembered, free work).
 
 Departures from the released code (INK-USC/PE2 @ 7167520), for the README:
 - One user turn per generation. The reference is a multi-turn chat (a generic system line, the description,
@@ -38,6 +41,8 @@ Departures from the released code (INK-USC/PE2 @ 7167520), for the README:
 - The examples block states how many examples it holds (the reference states `batch_size` even when it
   found fewer failures).
 - `rounds` counts expansion rounds; the reference's `train_steps` counts evaluation rounds (4 = 3 expansions).
+  Under a budget it is not a limit: rounds go on until the budget is used or `stall_rounds` rounds in a row
+  added no prompt (the reference has no budget; pe2-evoprompt.md asks for budget scaling).
 - Not implemented: momentum, the pasted tutorials and induction initialisation (all off for BBH PE2), and
   the inspector meta-prompt (never loaded by the reference's PE2 trainer). The step-size limit is a config
   field, off as in the reference.
@@ -172,10 +177,11 @@ class Pe2Config:
     initial_instruction: str = ZERO_SHOT_COT  # data/bbh/*/prompt.md (--init_method file)
     reasoning_chars: int = 2000  # reasoning shown per failure (the reference shows it all: <= 400 tokens, model/zeroshotcot.py)
     max_prompt_chars: int = 600  # harness guard: proposals are cut here (about twice max_words)
+    stall_rounds: int = 3  # harness guard under a budget: this many rounds without a new prompt end the search
 
     def __post_init__(self) -> None:
         for name in ("beam", "expand", "rounds", "batch", "max_words", "analysis_tokens", "rewrite_tokens",
-                     "mine_chunk", "reasoning_chars", "max_prompt_chars"):
+                     "mine_chunk", "reasoning_chars", "max_prompt_chars", "stall_rounds"):
             if getattr(self, name) < 1:
                 raise BenchError(f"pe2: {name} must be at least 1")
         for name in ("step_size", "dev_size"):
@@ -270,6 +276,8 @@ class Pe2:
         dev_set, order = [by_id[i] for i in st["dev"]], [by_id[i] for i in st["order"]]
         tally = Counter(st["tally"])
 
+        of = "" if ctx.budget.limited else f"/{cfg.rounds}"  # under a budget, rounds go on until it is used
+
         def save(record: dict[str, Any]) -> None:
             st["tally"], st["mining"] = dict(tally), mining.to_state()
             ctx.log_step({"method": self.name, "round": st["round"], **record}, snapshot(st))
@@ -286,14 +294,18 @@ class Pe2:
                 best = _ranked(st["nodes"])[0]
                 if best["dev"] >= 1.0:
                     st["stopped"] = "dev accuracy 1.0"
-                ctx.progress(f"pe2 round {st['round']}/{cfg.rounds}: scored {len(scored)}; "
+                ctx.progress(f"pe2 round {st['round']}{of}: scored {len(scored)}; "
                              f"best dev {best['dev']:.2f} {best['prompt']!r}")
                 save({"phase": "score", "scored": scored, "dev_accuracy": best["dev"]})
                 continue
-            if st["round"] >= cfg.rounds or st["stopped"]:
+            if st["stopped"] or (st["round"] >= cfg.rounds and not ctx.budget.limited):
+                break
+            if st.get("stall", 0) >= cfg.stall_rounds:
+                st["stopped"] = f"no new prompt in {cfg.stall_rounds} rounds"
                 break
             record = self.expand(st, order, mining, guard, ctx, tally)
             st["round"] += 1
+            st["stall"] = 0 if any(c.get("id") is not None for c in record["children"]) else st.get("stall", 0) + 1
             save({"phase": "expand", **record})
 
         ranked = _ranked(st["nodes"])

@@ -411,3 +411,31 @@ def test_resumed_run_equals_uninterrupted_run(method, tmp_path):
     cost = {k: v for k, v in resumed.cost.to_dict().items() if k != "wall_seconds"}
     assert cost == {k: v for k, v in ref.cost.to_dict().items() if k != "wall_seconds"}
     assert [s["step"] for s in ctx.steps] == list(range(len(ref_ctx.steps)))
+
+
+ROUNDS = {"pe2": "rounds", "evoprompt-ga": "generations", "evoprompt-de": "generations"}
+
+
+@pytest.mark.parametrize("method", list(FACTORIES))
+def test_under_a_budget_rounds_go_on_until_it_is_used(method):
+    """pe2-evoprompt.md: scale by budget, not by steps. Without a budget the preset's rounds are the limit; with
+    one, rounds continue until it is spent."""
+    free, _, _ = run(method, optimizer=lively, seed=3)
+    assert free.meta[ROUNDS[method]] == 2  # smoke: 2 rounds / generations
+    spent = free.cost.task_tokens_in + free.cost.task_tokens_out
+    budget = Budget(task_tokens=3 * spent)
+    long, ctx, _ = run(method, optimizer=lively, seed=3, budget=budget)
+    assert long.meta[ROUNDS[method]] > 2 and ctx.out_of_budget() and long.meta["stopped"] in (None, "budget")
+    assert long.cost.task_tokens_in + long.cost.task_tokens_out >= budget.task_tokens
+    assert len(long.candidates) >= len(free.candidates) and long.best.score >= free.best.score
+
+
+@pytest.mark.parametrize("method", list(FACTORIES))
+def test_under_a_budget_a_search_that_finds_nothing_new_stops(method):
+    """An optimizer whose replies never parse adds no prompt: under a budget too big to reach, the search ends
+    after the stall limit (3 rounds) instead of looping on free, remembered work."""
+    result, ctx, om = run(method, optimizer=lambda rendered, params, i: "", seed=1, budget=Budget(task_tokens=10**9))
+    assert result.meta[ROUNDS[method]] == 3 and result.meta["stopped"].startswith("no new prompt in 3")
+    assert result.best.text == SEED_PROMPT and not ctx.out_of_budget() and ctx.cost.unparseable > 0
+    calls = ctx.cost.optimizer_calls
+    assert calls > 0 and len(om.calls) > 0

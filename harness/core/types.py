@@ -238,6 +238,12 @@ class Budget:
     optimizer_calls: int | None = None
     wall_seconds: float | None = None
 
+    @property
+    def limited(self) -> bool:
+        """Whether any limit is set: methods whose published setting counts rounds then run rounds until the
+        budget is used (a common budget compares methods at equal cost, not at their own step counts)."""
+        return self.task_tokens is not None or self.optimizer_calls is not None or self.wall_seconds is not None
+
     def exhausted(self, cost: Cost) -> bool:
         if self.task_tokens is not None and cost.task_tokens_in + cost.task_tokens_out >= self.task_tokens:
             return True
