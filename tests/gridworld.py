@@ -208,6 +208,8 @@ def snapshot(out: Path) -> dict[str, Any]:
         summary = json.loads((folder / "summary.json").read_text())
         summary["cost"].pop("wall_seconds")
         summary["test"].pop("seconds")
+        if "evaluation" in summary:  # eval cells have none
+            summary["evaluation"].pop("seconds")
         summary.pop("ran_on", None)  # where it ran (executor, host, pid): provenance, not the result
         steps = []
         if (folder / "steps.jsonl").exists():

@@ -286,9 +286,11 @@ def _dry_run(methods: list[str], tasks: str, models: list[str], seeds: list[int]
         table.add_row(s.method, s.task, s.model, str(s.seed), c.status, count(c.tokens), seconds(c.seconds))
     out.print(table)
     todo = sum(1 for c in plan.cells if c.status != "finished")
+    measured = sum(1 for c in plan.cells if c.measured and c.status != "finished")
     out.print(f"{todo} of {len(specs)} cells to run: ~{count(plan.tokens)} task-model tokens, {seconds(plan.seconds)} of "
-              f"compute at {plan.rate:.0f} tok/s ({plan.rate_source}); wall time at {plan.parallel} at once "
-              f"({executor}): {seconds(plan.wall_seconds)}", highlight=False)
+              f"compute (optimization: {measured} of {todo} cells timed by finished cells of the same method, preset "
+              f"and budget, the rest at {plan.rate:.0f} tok/s, {plan.rate_source}; evaluations: {plan.eval_source}); "
+              f"wall time at {plan.parallel} at once ({executor}): {seconds(plan.wall_seconds)}", highlight=False)
 
 
 def _methods(text: str) -> list[str]:

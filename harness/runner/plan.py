@@ -1,10 +1,15 @@
 """`bench run --dry-run`: what a grid would do, and what it would cost, before it runs (size a cluster first).
 
-For every cell: finished (summary.json), partial (steps logged so far) or to do; an estimate of its
-task-model tokens (the common budget when one is set, else the mean of finished cells of the same method and
-preset in the results folder or the reference results, else the method's preset default below) plus its final
-dev/test evaluations; its time at a rate of task-model tokens per second (`--rate`, else the rate measured
-from the finished cells found, else `DEFAULT_RATE`); the total, and the wall time at the requested parallelism.
+For every cell: finished (summary.json), partial (steps logged so far) or to do, and its estimated
+task-model tokens and time, from measurements where there are some:
+- optimization time: the median wall time of finished cells of the same method, preset and budget (in the
+  results folder or the reference results: a grid's later seeds are priced by its first); without such
+  cells, its tokens (the common budget, else the mean of finished cells of the same method and preset, else
+  the preset default below) at a rate of task-model tokens per second (`--rate`, else the median rate of the
+  finished cells found, else `DEFAULT_RATE`); a partial cell pays for the tokens it has left;
+- final dev/test evaluations: the median seconds per evaluated row of finished cells (their `evaluation`
+  record) times the cell's rows; without any, the rows' generated tokens (the reasoning length) at the rate;
+the total, and the wall time at the requested parallelism.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ class CellPlan:
     status: str  # "finished", "partial (N steps)" or "to do"
     tokens: float  # estimated task-model tokens still to spend (0 when finished)
     seconds: float
+    measured: bool = False  # its optimization time is the median of finished cells like it
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class Plan:
     rate: float
     rate_source: str
     parallel: int
+    eval_source: str = "generated tokens at the rate"  # how the final evaluations were priced
 
     @property
     def tokens(self) -> float:
@@ -55,8 +62,19 @@ class Plan:
         return max(sum(left) / self.parallel, max(left, default=0.0)) if left else 0.0
 
 
-def _finished_costs(folders: Sequence[Path]) -> list[tuple[str, str, float, float]]:
-    """(method, preset, task tokens, wall seconds) of finished optimize cells not replayed from a cache."""
+@dataclass(frozen=True)
+class Finished:
+    """What a finished optimize cell cost (not replayed from the response cache)."""
+
+    method: str
+    preset: str
+    budget: int | None  # the common task-token budget, if any
+    tokens: float  # task-model tokens of the optimization
+    wall: float  # its seconds
+    eval_seconds_per_row: float | None  # the final evaluations' seconds per row (records since 2026-12)
+
+
+def _finished_costs(folders: Sequence[Path]) -> list[Finished]:
     out = []
     for root in folders:
         if not root.is_dir():
@@ -64,56 +82,72 @@ def _finished_costs(folders: Sequence[Path]) -> list[tuple[str, str, float, floa
         for p in root.iterdir():
             try:
                 summary = json.loads((p / "summary.json").read_text())
+                spec = json.loads((p / "spec.json").read_text()).get("spec", {})
             except (OSError, ValueError):
                 continue
             cost = summary.get("cost") or {}
-            if "method" not in summary or not cost:
+            if "method" not in summary or not cost or spec.get("kind") != "optimize":
                 continue
             tokens = float(cost.get("task_tokens_in", 0)) + float(cost.get("task_tokens_out", 0))
             calls = float(cost.get("task_calls", 0)) + float(cost.get("optimizer_calls", 0))
             wall = float(cost.get("wall_seconds", 0))
             cached = float(cost.get("cached_calls", 0))
-            if tokens and wall >= 1 and not (calls and cached / calls >= 0.5):
-                out.append((summary["method"], str(summary.get("preset")), tokens, wall))
+            if not tokens or wall < 1 or (calls and cached / calls >= 0.5):
+                continue
+            evaluation = summary.get("evaluation") or {}
+            per_row = evaluation["seconds"] / evaluation["rows"] if evaluation.get("rows") else None
+            budget = (spec.get("budget") or {}).get("task_tokens")
+            out.append(Finished(summary["method"], str(summary.get("preset")), budget, tokens, wall, per_row))
     return out
 
 
 def make_plan(specs: Sequence[RunSpec], out: str | Path, *, parallel: int = 1, rate: float | None = None,
-              eval_rows: dict[str, int] | None = None) -> Plan:
-    """The plan of `specs` against the results folder `out` (the reference results also inform estimates).
-    `eval_rows`: task -> dev + test rows each cell scores at the end (estimated at the spec's reasoning length)."""
-    known = _finished_costs([Path(out), REFERENCE])
+              eval_rows: dict[str, int] | None = None, reference: Path | None = REFERENCE) -> Plan:
+    """The plan of `specs` against the results folder `out` (and the finished cells of `reference`).
+    `eval_rows`: task -> dev + test rows each cell scores at the end."""
+    same_folder = reference is not None and Path(reference).resolve() == Path(out).resolve()
+    known = _finished_costs([Path(out)] + ([Path(reference)] if reference and not same_folder else []))  # each cell once
     if rate is None:
-        rates = [t / w for _, _, t, w in known]
+        rates = [f.tokens / f.wall for f in known]
         rate, source = (statistics.median(rates), f"median of {len(rates)} finished cells") if rates else (DEFAULT_RATE, "default")
     else:
         source = "--rate"
+    per_row = [f.eval_seconds_per_row for f in known if f.eval_seconds_per_row is not None]
+    row_seconds = statistics.median(per_row) if per_row else None
     cells = []
     for spec in specs:
         folder = RunFolder(Path(out), spec)
-        evals = (eval_rows or {}).get(spec.task, 0) * (spec.max_new_tokens + 200)  # reasoning + prompt per row
         if folder.finished:
             cells.append(CellPlan(spec, "finished", 0.0, 0.0))
             continue
-        same = [t for m, p, t, _ in known if m == spec.method and p == spec.preset]
-        if spec.budget is not None and spec.budget.task_tokens:
-            tokens = float(spec.budget.task_tokens)
+        rows = (eval_rows or {}).get(spec.task, 0)
+        eval_tokens = rows * (spec.max_new_tokens + 200)  # reasoning + prompt per row
+        # unmeasured: the generated tokens at the rate (the rows' prompt tokens are read in batches, far faster)
+        eval_seconds = rows * row_seconds if row_seconds is not None else rows * spec.max_new_tokens / rate
+        budget = spec.budget.task_tokens if spec.budget is not None else None
+        same = [f for f in known if f.method == spec.method and f.preset == spec.preset]
+        alike = [f for f in same if f.budget == budget]  # the same method, preset and budget: its time is measured
+        if budget:
+            tokens = float(budget)
         elif same:
-            tokens = statistics.mean(same)
+            tokens = statistics.mean(f.tokens for f in same)
         else:
             tokens = float(DEFAULT_TOKENS.get(spec.preset or "cpu", DEFAULT_TOKENS["cpu"]))
         if spec.method in ("zs-cot", "no-instruction"):
-            tokens = 0.0
+            tokens, alike = 0.0, []
+        opt_seconds = statistics.median(f.wall for f in alike) if alike else tokens / rate
         steps = folder.path / "steps.jsonl"
         status = "to do"
         if steps.exists():
-            done = sum(1 for line in steps.read_text().splitlines() if line.strip())
-            status = f"partial ({done} steps)"
+            lines = [line for line in steps.read_text().splitlines() if line.strip()]
+            status = f"partial ({len(lines)} steps)"
             try:
-                last = json.loads(steps.read_text().splitlines()[-1])["cost"]
-                tokens = max(0.0, tokens - float(last.get("task_tokens_in", 0)) - float(last.get("task_tokens_out", 0)))
+                last = json.loads(lines[-1])["cost"]
+                left = max(0.0, tokens - float(last.get("task_tokens_in", 0)) - float(last.get("task_tokens_out", 0)))
+                opt_seconds *= left / tokens if tokens else 0.0
+                tokens = left
             except (ValueError, KeyError, IndexError):
                 pass
-        total = tokens + evals
-        cells.append(CellPlan(spec, status, total, total / rate))
-    return Plan(cells=tuple(cells), rate=rate, rate_source=source, parallel=max(1, parallel))
+        cells.append(CellPlan(spec, status, tokens + eval_tokens, opt_seconds + eval_seconds, measured=bool(alike)))
+    return Plan(cells=tuple(cells), rate=rate, rate_source=source, parallel=max(1, parallel),
+                eval_source=f"median of {len(per_row)} cells" if per_row else "generated tokens at the rate")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,18 +99,22 @@ def run_optimize(
         ctx.tick()
         best = result.best.text
         dev = result.meta.get("dev_accuracy")
+        started, eval_rows = time.perf_counter(), 0
         if dev is None:
-            dev = evaluate_on(task, splits.dev, best, task_model, spec, progress=eval_progress, what="dev").accuracy
+            dev_result = evaluate_on(task, splits.dev, best, task_model, spec, progress=eval_progress, what="dev")
+            dev, eval_rows = dev_result.accuracy, len(dev_result.examples)
         test = evaluate_on(task, splits.test, best, task_model, spec, limit=spec.limit, progress=eval_progress, what="test")
         ref = evaluate_on(task, splits.test, ZERO_SHOT_COT, task_model, spec, limit=spec.limit, progress=eval_progress,
                           what="test, zero-shot CoT")
+        evaluation = {"rows": eval_rows + len(test.examples) + len(ref.examples),  # what the dry run prices
+                      "seconds": round(time.perf_counter() - started, 2)}
         summary = {
             "task": spec.task, "model": spec.model, "method": spec.method, "preset": spec.preset, "seed": spec.seed,
             "prompt": best, "dev_accuracy": dev, "test_accuracy": test.accuracy, "primary": test.primary,
             "test": test.summary(), "zero_shot_cot_test_accuracy": ref.accuracy,
             "generator": task_model.identity,  # the decoding engine, e.g. vllm:...; gradients (if any) are HF's
             "gradient_model": gradient_model.identity if gradient_model is not None else None,
-            "cost": ctx.cost.to_dict(), "candidates": [c.text for c in result.candidates],
+            "cost": ctx.cost.to_dict(), "evaluation": evaluation, "candidates": [c.text for c in result.candidates],
             "meta": dict(result.meta),
             "ran_on": placement or {},  # where it ran (executor, node, worker): not part of the run id
         }
