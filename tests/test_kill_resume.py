@@ -226,3 +226,27 @@ def test_killed_ten_times_and_resumed_equals_an_uninterrupted_run(grid, tmp_path
           f"(delays {[k['delay'] for k in kills]} s), {torn} torn step lines and {left} temporary files seen, reference run "
           f"{timeline[-1][0]:.1f} s (first event after {timeline[1][0]:.1f} s), runs killed after "
           f"{[k['seconds'] for k in kills]} s, whole test {time.monotonic() - t_start:.1f} s: records identical")
+
+
+def test_sigterm_stops_cleanly_and_the_run_resumes(grid, tmp_path, monkeypatch):
+    """SIGTERM (a batch scheduler's time limit) is taken like Ctrl-C: one line, exit status 143, no traceback, no
+    torn or temporary file; the same command then finishes with the uninterrupted run's records."""
+    root, command, env = grid
+    ref, out = tmp_path / "ref", tmp_path / "terminated"
+    log = tmp_path / "bench.log"
+    timeline = reference_run(command(ref), env, monkeypatch, ref)
+    total = timeline[-1][1]
+    with open(log, "ab") as f:
+        proc = subprocess.Popen(command(out), env=env, cwd=tmp_path, stdout=f, stderr=f)
+        t0 = time.monotonic()
+        while progress(out) < total // 2:
+            assert proc.poll() is None and time.monotonic() - t0 < 120, log.read_text()[-3000:]
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    text = log.read_text()
+    assert code == 143, text[-3000:]
+    assert "terminated (SIGTERM): finished runs are kept" in text and "Traceback" not in text
+    assert check_lines(out) == 0 and temporary_files(out) == [] and progress(out) < total
+    run_to_end(command(out), env, tmp_path, log)
+    assert records(out) == records(ref)

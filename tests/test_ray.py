@@ -174,3 +174,29 @@ def test_ctrl_c_leaves_resumable_folders(tmp_path, world, monkeypatch):
     with RayExecutor(RaySettings(), {"opener": OPENER}, ray_init={"num_cpus": 2}) as ex:
         run_grid(METHODS, [world], ["fake-a"], [0], "smoke", settings=settings, out=out, executor=ex)
     assert comparable(snapshot(out)) == comparable(snapshot(tmp_path / "local"))
+
+
+def test_sigterm_on_the_driver_stops_like_ctrl_c(tmp_path, world, monkeypatch):
+    """A scheduler's SIGTERM reaches the command's handler (ray.init installs its own; the executor puts the
+    command's back), so the grid stops as on Ctrl-C and leaves a resumable folder."""
+    from harness.cli.options import Terminated, _terminate
+
+    monkeypatch.setenv("GRIDWORLD_SLOW", "0.02")
+    out = tmp_path / "ray"
+
+    def terminate_on_second_step(cell, message):
+        if "step" in message and list(out.glob("optimize-opro-*/steps.jsonl")):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    settings = GridSettings(preset="smoke", backend="hf")
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with RayExecutor(RaySettings(), {"opener": OPENER}, ray_init={"num_cpus": 2}) as ex:
+            assert signal.getsignal(signal.SIGTERM) is _terminate
+            with pytest.raises(Terminated):
+                run_grid(METHODS, [world], ["fake-a"], [0], "smoke", settings=settings, out=out, executor=ex,
+                         progress=terminate_on_second_step)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    partial = next(out.glob("optimize-opro-*"))
+    assert (partial / "steps.jsonl").exists() and not (partial / "summary.json").exists()

@@ -30,11 +30,27 @@ def default_results() -> Path:
     return Path(os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler's time limit or preemption, `kill`): stops a command the way Ctrl-C does."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Errors the user can fix print as one line with no traceback, and exit non-zero."""
+    """Errors the user can fix print as one line with no traceback, and exit non-zero. SIGTERM is taken like
+    Ctrl-C (workers stopped, finished runs kept, unfinished ones resumable) instead of killing the process
+    mid-write; exit status 143 as for a terminated process."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import signal
+        import threading
+
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             return fn(*args, **kwargs)
         except BenchError as e:
@@ -46,9 +62,13 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             err.print(f"[red]error:[/red] {escape(e.strerror or str(e))}{escape(where)}: check the path and free space",
                       highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err.print("interrupted: finished runs are kept; run the same command again to continue")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:
+            what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+            err.print(f"{what}: finished runs are kept; run the same command again to continue")
+            raise typer.Exit(143 if isinstance(e, Terminated) else 130) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 

@@ -21,7 +21,9 @@ needs and hands cells to actors:
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -163,6 +165,8 @@ class RayExecutor:
             address = self.settings.address or os.environ.get("RAY_ADDRESS") or None
             local = address is None or address == "local"
             env = {k: os.environ[k] for k in FORWARDED_ENV + (LOCAL_ONLY_ENV if local else ()) if k in os.environ}
+            main = threading.current_thread() is threading.main_thread()
+            on_term = signal.getsignal(signal.SIGTERM) if main else None
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
                          runtime_env={"env_vars": env} if env else None, **self.ray_init)
@@ -170,6 +174,8 @@ class RayExecutor:
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
                 raise BenchError(f"cannot start or join Ray at {address or 'a new local instance'} ({first}): check "
                                  "--ray-address / RAY_ADDRESS (`ray start --head` on the head node)") from None
+            if callable(on_term):  # ray.init replaces SIGTERM's handler with sys.exit: keep the command's (a clean stop)
+                signal.signal(signal.SIGTERM, on_term)
             self.started = True
         return self
 
