@@ -250,3 +250,32 @@ def test_sigterm_stops_cleanly_and_the_run_resumes(grid, tmp_path, monkeypatch):
     assert check_lines(out) == 0 and temporary_files(out) == [] and progress(out) < total
     run_to_end(command(out), env, tmp_path, log)
     assert records(out) == records(ref)
+
+
+def test_sigterm_is_named_even_when_a_library_re_raises_a_plain_interrupt(capsys):
+    """Ray's blocking calls turn the handler's exception into a plain KeyboardInterrupt: the command still
+    reports the SIGTERM and exits 143 (Ctrl-C: 130), and restores the previous handler."""
+    import typer
+
+    from harness.cli.options import friendly
+
+    @friendly
+    def grid() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises here
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt() from None  # what a library's cleanup may do
+
+    @friendly
+    def ctrl_c() -> None:
+        raise KeyboardInterrupt()
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(typer.Exit) as e:
+        grid()
+    assert e.value.exit_code == 143 and "terminated (SIGTERM)" in capsys.readouterr().err
+    with pytest.raises(typer.Exit) as e:
+        ctrl_c()
+    assert e.value.exit_code == 130 and "interrupted:" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) == before

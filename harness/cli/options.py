@@ -34,7 +34,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (a batch scheduler's time limit or preemption, `kill`): stops a command the way Ctrl-C does."""
 
 
+_signals: list[int] = []  # the signals that stopped this command (a library may re-raise a plain KeyboardInterrupt)
+
+
 def _terminate(signum: int, frame: Any) -> None:
+    _signals.append(signum)
     raise Terminated()
 
 
@@ -49,6 +53,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         import threading
 
         previous = None
+        _signals.clear()
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, _terminate)
         try:
@@ -63,9 +68,10 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
                       highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt as e:
-            what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+            terminated = isinstance(e, Terminated) or bool(_signals)
+            what = "terminated (SIGTERM)" if terminated else "interrupted"
             err.print(f"{what}: finished runs are kept; run the same command again to continue")
-            raise typer.Exit(143 if isinstance(e, Terminated) else 130) from None
+            raise typer.Exit(143 if terminated else 130) from None
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
