@@ -368,3 +368,15 @@ def test_paired_correctness_survives_without_predictions_file(tmp_path):
     (folder.path / "predictions.jsonl").unlink()
     without = load_record(folder.path)
     assert without.correct == with_file.correct == {f"x/{i}": i % 3 == 0 for i in range(7)}
+
+
+def test_average_over_tasks_uses_the_seeds_every_task_has(tmp_path):
+    """A grid run in parts: seeds 0-1 on one task, seed 0 on the other. The average row is over seed 0 (its
+    `seeds` column says 1), not a mix of a two-seed mean and a one-seed value."""
+    write_run(tmp_path, method="opro", task=T1, seed=0, correct=[1, 1, 0, 0])  # 0.50
+    write_run(tmp_path, method="opro", task=T1, seed=1, correct=[1, 1, 1, 1])  # 1.00
+    write_run(tmp_path, method="opro", task=T2, seed=0, correct=[1, 0, 0, 0])  # 0.25
+    board = report.leaderboard(report.load_records(tmp_path))
+    avg = _row(board, "average", "opro")
+    assert avg["seeds"] == 1 and avg["accuracy"] == pytest.approx((0.50 + 0.25) / 2)
+    assert _row(board, T1, "opro")["accuracy"] == pytest.approx(0.75)  # the task's own row keeps both seeds

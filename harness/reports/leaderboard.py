@@ -318,8 +318,11 @@ def _average_row(
 ) -> dict[str, Any]:
     per_task = [_row(preset, model, t, method, here, reference, baseline) for t in tasks]
     seeds = sorted(set.intersection(*(set(here[(t, method)]) for t in tasks)))
+    # over the seeds every task has (a grid run in parts has more seeds on some tasks), as the interval and `seeds`
+    accuracy = (np.mean([np.mean([here[(t, method)][s].accuracy for s in seeds]) for t in tasks]) if seeds
+                else np.mean([r["accuracy"] for r in per_task]))
     row: dict[str, Any] = {"preset": preset, "model": model, "task": "average", "method": method, "tasks": len(tasks),
-                           "seeds": len(seeds), "accuracy": float(np.mean([r["accuracy"] for r in per_task]))}
+                           "seeds": len(seeds), "accuracy": float(accuracy)}
     if len(seeds) > 1:
         _, lo, hi = mean_interval([np.mean([here[(t, method)][s].accuracy for t in tasks]) for s in seeds])
         vectors = [_seed_mean([here[(t, method)][s] for s in seeds]) for t in tasks]
