@@ -16,8 +16,8 @@ from harness.runner.plan import make_plan
 ROWS = {"bbh:navigate": 300}  # dev + test + zero-shot-CoT test rows scored at a cell's end
 
 
-def spec(method: str, seed: int = 0, budget: int | None = 60_000) -> RunSpec:
-    return RunSpec(kind="optimize", task="bbh:navigate", model="m", data="fp", method=method, seed=seed, preset="cpu",
+def spec(method: str, seed: int = 0, budget: int | None = 60_000, task: str = "bbh:navigate", model: str = "m") -> RunSpec:
+    return RunSpec(kind="optimize", task=task, model=model, data="fp", method=method, seed=seed, preset="cpu",
                    budget=Budget(task_tokens=budget) if budget else None)
 
 
@@ -77,6 +77,20 @@ def test_unmeasured_evaluations_and_cached_cells(tmp_path):
     # a different budget is a different cost: priced by its tokens, not by the 60k cell's wall time
     other = plan_of(tmp_path, [spec("ape", 1, budget=120_000)])["ape", 1]
     assert not other.measured and other.seconds == pytest.approx(1200 + rows_seconds)
+
+
+def test_cells_of_the_same_model_and_task_price_first(tmp_path):
+    finish(tmp_path, spec("greater", 0, None), tokens=60_000, wall=600, evaluation={"rows": 300, "seconds": 0})
+    finish(tmp_path, spec("greater", 0, None, task="bbh:sports"), tokens=60_000, wall=1300,
+           evaluation={"rows": 300, "seconds": 0})
+    finish(tmp_path, spec("greater", 0, None, model="big"), tokens=60_000, wall=5000, evaluation={"rows": 300, "seconds": 0})
+    rows = {"bbh:navigate": 300, "bbh:sports": 300, "bbh:other": 300}
+    plan = {c.spec.task + c.spec.model: c.seconds for c in make_plan(
+        [spec("greater", 1, None), spec("greater", 1, None, task="bbh:sports"), spec("greater", 1, None, task="bbh:other"),
+         spec("greater", 1, None, model="big", task="bbh:other")], tmp_path, eval_rows=rows, reference=None).cells}
+    assert plan["bbh:navigatem"] == pytest.approx(600) and plan["bbh:sportsm"] == pytest.approx(1300)
+    assert plan["bbh:otherm"] == pytest.approx(950)  # no cell of this task: the model's cells (median of 600, 1300)
+    assert plan["bbh:otherbig"] == pytest.approx(5000)
 
 
 def test_cli_dry_run_runs_nothing_and_writes_nothing(tmp_path, monkeypatch):

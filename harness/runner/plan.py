@@ -3,7 +3,8 @@
 For every cell: finished (summary.json), partial (steps logged so far) or to do, and its estimated
 task-model tokens and time, from measurements where there are some:
 - optimization time: the median wall time of finished cells of the same method, preset and budget (in the
-  results folder or the reference results: a grid's later seeds are priced by its first); without such
+  results folder or the reference results: a grid's later seeds are priced by its first), the ones of the
+  same model and task if there are some (tasks differ in reasoning length); without such
   cells, its tokens (the common budget, else the mean of finished cells of the same method and preset, else
   the preset default below) at a rate of task-model tokens per second (`--rate`, else the median rate of the
   finished cells found, else `DEFAULT_RATE`); a partial cell pays for the tokens it has left;
@@ -69,6 +70,8 @@ class Finished:
     method: str
     preset: str
     budget: int | None  # the common task-token budget, if any
+    model: str
+    task: str
     tokens: float  # task-model tokens of the optimization
     wall: float  # its seconds
     eval_seconds_per_row: float | None  # the final evaluations' seconds per row (records since 2026-12)
@@ -97,7 +100,8 @@ def _finished_costs(folders: Sequence[Path]) -> list[Finished]:
             evaluation = summary.get("evaluation") or {}
             per_row = evaluation["seconds"] / evaluation["rows"] if evaluation.get("rows") else None
             budget = (spec.get("budget") or {}).get("task_tokens")
-            out.append(Finished(summary["method"], str(summary.get("preset")), budget, tokens, wall, per_row))
+            out.append(Finished(summary["method"], str(summary.get("preset")), budget, str(spec.get("model")),
+                                str(spec.get("task")), tokens, wall, per_row))
     return out
 
 
@@ -127,6 +131,9 @@ def make_plan(specs: Sequence[RunSpec], out: str | Path, *, parallel: int = 1, r
         budget = spec.budget.task_tokens if spec.budget is not None else None
         same = [f for f in known if f.method == spec.method and f.preset == spec.preset]
         alike = [f for f in same if f.budget == budget]  # the same method, preset and budget: its time is measured
+        for key in ("model", "task"):  # the closest cells: the same model, then also the same task
+            closer = [f for f in alike if getattr(f, key) == getattr(spec, key)]
+            alike = closer or alike
         if budget:
             tokens = float(budget)
         elif same:
