@@ -67,8 +67,8 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             err.print(f"[red]error:[/red] {escape(e.strerror or str(e))}{escape(where)}: check the path and free space",
                       highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt as e:
-            terminated = isinstance(e, Terminated) or bool(_signals)
+        except KeyboardInterrupt:
+            terminated = bool(_signals)  # set by the handler, whatever exception the library re-raised
             what = "terminated (SIGTERM)" if terminated else "interrupted"
             err.print(f"{what}: finished runs are kept; run the same command again to continue")
             raise typer.Exit(143 if terminated else 130) from None
