@@ -319,12 +319,12 @@ def _average_row(
     per_task = [_row(preset, model, t, method, here, reference, baseline) for t in tasks]
     seeds = sorted(set.intersection(*(set(here[(t, method)]) for t in tasks)))
     # over the seeds every task has (a grid run in parts has more seeds on some tasks), as the interval and `seeds`
-    accuracy = (np.mean([np.mean([here[(t, method)][s].accuracy for s in seeds]) for t in tasks]) if seeds
-                else np.mean([r["accuracy"] for r in per_task]))
+    per_seed = [np.mean([here[(t, method)][s].accuracy for t in tasks]) for s in seeds]
+    accuracy = np.mean(per_seed) if seeds else np.mean([r["accuracy"] for r in per_task])
     row: dict[str, Any] = {"preset": preset, "model": model, "task": "average", "method": method, "tasks": len(tasks),
                            "seeds": len(seeds), "accuracy": float(accuracy)}
     if len(seeds) > 1:
-        _, lo, hi = mean_interval([np.mean([here[(t, method)][s].accuracy for t in tasks]) for s in seeds])
+        _, lo, hi = mean_interval(per_seed)
         vectors = [_seed_mean([here[(t, method)][s] for s in seeds]) for t in tasks]
         row["ci_low"], row["ci_high"] = _wider((lo, hi), stratified_bootstrap_ci(vectors) if all(vectors) else (lo, hi))
     else:
