@@ -2,6 +2,13 @@
 
     python benchmarks/greater_step.py [--model smollm2-135m] [--task bbh:navigate] [--n 8]
         [--max-new-tokens 64] [--steps 1] [--position assistant] [--threads 2] [--naive/--no-naive]
+        [--backend hf|vllm] [--dtype float32|bfloat16] [--out steps.json] [--replay steps.json]
+
+`--dtype` is the efficient path's (gradient model, re-scoring and decoding); the naive path is always HF float32.
+`--out` saves every step's starting state, RNG state and record; `--replay` runs each step of such a file
+from its saved state and RNG (instead of following its own choices) and reports whether this run made the
+same candidate sets, top-3 and choices: a float32 run with `--out`, then a bfloat16 run with `--replay`,
+measures how often bf16 changes GReaTer's decisions on the same steps.
 
 Efficient (`harness.greater.optimizer`): the current reasoning is the previous winner's (not regenerated); one
 batched forward+backward with frozen weights and LM-head logits only where needed gives the proposal and
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import platform
 import time
@@ -138,53 +146,65 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--naive", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--backend", default="hf", choices=("hf", "vllm"),
-                    help="decoding engine of the efficient path (gradients are always HF float32)")
-    ap.add_argument("--decode-dtype", default="float32", help="dtype of the efficient path's decoding engine")
+    ap.add_argument("--backend", default="hf", choices=("hf", "vllm"), help="decoding engine of the efficient path")
+    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                    help="the efficient path's gradient model, re-scoring and decoding")
+    ap.add_argument("--out", help="save each step's state, RNG and record (JSON)")
+    ap.add_argument("--replay", help="run the steps of a saved file from their states; report agreement")
     args = ap.parse_args()
 
     import torch
 
     from harness.backends.hf import HFGenerator
-    from harness.core.context import OptimizeContext
+    from harness.core.context import OptimizeContext, _rng_from_json, _rng_to_json
     from harness.evaluation.evaluate import evaluate
     from harness.greater.optimizer import make
     from tasks import get_task
 
     t0 = time.perf_counter()
-    gm = HFGenerator(args.model, threads=args.threads, batch_size=args.batch_size)
-    gen1 = HFGenerator(args.model, batch_size=1, model_obj=gm.model, tokenizer=gm.tokenizer, revision=gm.revision)
-    gen1.use_chat_template = gm.use_chat_template
+    gm = HFGenerator(args.model, threads=args.threads, batch_size=args.batch_size, dtype=args.dtype)
+    gen1 = None
+    if args.naive:  # the reference structure: float32 weights, batch 1
+        ref = gm if args.dtype == "float32" else HFGenerator(args.model, batch_size=1)
+        gen1 = HFGenerator(args.model, batch_size=1, model_obj=ref.model, tokenizer=ref.tokenizer, revision=ref.revision)
+        gen1.use_chat_template = gm.use_chat_template
     task = get_task(args.task)
     splits = task.load()
     load_s = time.perf_counter() - t0
     decoder, t0 = gm, time.perf_counter()
-    if args.backend == "vllm" or args.decode_dtype != "float32":
+    if args.backend == "vllm":
         from harness.backends import open_generator
 
-        decoder = open_generator(args.model, backend=args.backend, dtype=args.decode_dtype, threads=args.threads,
+        decoder = open_generator(args.model, backend=args.backend, dtype=args.dtype, threads=args.threads,
                                  batch_size=args.batch_size, cache=False)
     engine_s = time.perf_counter() - t0
     ctx = OptimizeContext.create(scorer=evaluate, task_model=decoder, gradient_model=gm, seed=0, position=args.position,
                                  max_new_tokens=args.max_new_tokens)
     opt = make("cpu", n_train=args.n, train_reasoning_tokens=args.max_new_tokens, steps=args.steps)
     run = opt.prepare(task, splits.train, ctx)
+    saved = json.loads(open(args.replay).read()) if args.replay else None
     t0 = time.perf_counter()
-    state = run.initial_state()
+    state = saved["steps"][0]["state"] if saved else run.initial_state()
     init_s = time.perf_counter() - t0
 
     print(f"\n## GReaTer step time: {args.model}, {args.task}, N={args.n}, {args.max_new_tokens} new tokens, "
           f"position {args.position}\n")
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{args.threads} threads; model load {load_s:.0f} s, decoding engine start {engine_s:.0f} s, "
-          f"initial reasoning {init_s:.1f} s; efficient path "
-          f"decodes with {args.backend} {args.decode_dtype} (batch {args.batch_size}), naive with HF float32 batch 1.\n",
+          f"initial reasoning {init_s:.1f} s; efficient path: gradients and re-scoring HF {args.dtype}, "
+          f"decoding {args.backend} {args.dtype} (batch {args.batch_size}); naive: HF float32 batch 1.\n",
           flush=True)
-    for i in range(args.steps):
+    log, agree = [], []
+    steps = saved["steps"] if saved else [None] * args.steps
+    for i, old in enumerate(steps):
+        if old is not None:
+            state = old["state"]
+            ctx.rng.setstate(_rng_from_json(old["rng"]))
         rng_state = ctx.rng.getstate()
         t0 = time.perf_counter()
         record, next_state = run.step(state)
         eff_total = time.perf_counter() - t0
+        log.append({"state": state, "rng": _rng_to_json(rng_state), "record": record, "total": eff_total})
         naive = None
         if args.naive:
             after = ctx.rng.getstate()
@@ -194,7 +214,44 @@ def main() -> None:
             naive = (choice, sec, cnt, time.perf_counter() - t0)
             ctx.rng.setstate(after)
         report(i, state["pos"], record, eff_total, naive, gm.tokenizer, args.n, run.cfg.grad_micro_batch)
+        if old is not None:
+            agree.append(compare(old["record"], record, old["total"], eff_total, gm.tokenizer))
         state = next_state
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"args": vars(args), "steps": log}, f)
+    if agree:
+        report_agreement(saved["args"], vars(args), agree)
+
+
+def compare(a: dict[str, Any], b: dict[str, Any], ta: float, tb: float, tok: Any) -> dict[str, Any]:
+    """Did two runs of the same step decide the same? Candidate sets, top-3 (ordered), choice; phase times."""
+    ids = lambda rec, key: [c["id"] for c in rec[key]]  # noqa: E731
+    return {"position": a["position"], "candidates": set(ids(a, "candidates")) == set(ids(b, "candidates")),
+            "overlap": len(set(ids(a, "candidates")) & set(ids(b, "candidates"))) / max(1, len(set(ids(a, "candidates")))),
+            "top": ids(a, "rescored") == ids(b, "rescored"), "top_set": set(ids(a, "rescored")) == set(ids(b, "rescored")),
+            "choice": a["chosen"]["id"] == b["chosen"]["id"], "chosen": (tok.decode([a["chosen"]["id"]]), tok.decode([b["chosen"]["id"]])),
+            "seconds": (a["seconds"], b["seconds"]), "total": (ta, tb)}
+
+
+def report_agreement(a: dict[str, Any], b: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Markdown: per step, whether the replayed run decided as the saved one did, and both runs' phase times."""
+    print(f"\n## Agreement: {a['dtype']} ({a['backend']} decoding) vs {b['dtype']} ({b['backend']} decoding), same steps\n")
+    print("| step | pos | same candidate set | candidate overlap | same top-3 (order) | same top-3 (set) | same choice "
+          "| chosen | gradient s | generation s | rescoring s | step s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for i, r in enumerate(rows):
+        sa, sb = r["seconds"]
+        cell = lambda k, sa=sa, sb=sb: f"{sa.get(k, 0):.1f} / {sb.get(k, 0):.1f}"  # noqa: E731
+        print(f"| {i + 1} | {r['position']} | {r['candidates']} | {r['overlap']:.2f} | {r['top']} | {r['top_set']} | {r['choice']} "
+              f"| {r['chosen'][0]!r} / {r['chosen'][1]!r} | {cell('gradient')} | {cell('generation')} | {cell('rescoring')} "
+              f"| {r['total'][0]:.1f} / {r['total'][1]:.1f} |")
+    n = len(rows)
+    pct = lambda k: 100 * sum(bool(r[k]) for r in rows) / n  # noqa: E731
+    print(f"\nOver {n} steps: same candidate set {pct('candidates'):.0f}%, mean overlap "
+          f"{100 * sum(r['overlap'] for r in rows) / n:.0f}%, same top-3 {pct('top'):.0f}% (as a set {pct('top_set'):.0f}%), "
+          f"same choice {pct('choice'):.0f}%; step time {sum(r['total'][0] for r in rows):.1f} s vs "
+          f"{sum(r['total'][1] for r in rows):.1f} s.", flush=True)
 
 
 def report(i: int, pos: int, record: dict[str, Any], eff_total: float, naive: Any, tok: Any, n: int, micro: int) -> None:

@@ -237,3 +237,19 @@ def test_cli_device_option(monkeypatch):
         result = runner.invoke(app, [*cmd, "--backend", "hf"])
         assert "stop here" in result.output, result.output
     assert [kw["device"] for kw in seen] == ["cpu", None] * 3
+
+
+def test_half_precision_on_a_cpu_without_native_instructions_gets_a_one_line_note(tmp_path):
+    from harness.backends import cpu_flags, half_precision_note
+
+    avx2 = {"fpu", "sse4_2", "avx", "avx2", "fma"}
+    note = half_precision_note("bfloat16", "cpu", flags=avx2)
+    assert note and "\n" not in note and "avx512_bf16 or amx_bf16" in note and "--dtype float32" in note
+    assert half_precision_note("float16", "cpu", flags=avx2) and "avx512_fp16" in half_precision_note("float16", "cpu", flags=avx2)
+    assert half_precision_note("bfloat16", "cpu", flags=avx2 | {"amx_bf16"}) is None  # AMX: bf16 is the fast dtype
+    assert half_precision_note("bfloat16", "cpu", flags=avx2 | {"avx512_bf16"}) is None
+    assert half_precision_note("float32", "cpu", flags=avx2) is None
+    assert half_precision_note("bfloat16", "cuda:0", flags=avx2) is None
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_bf16\n\nprocessor\t: 1\n")
+    assert cpu_flags(info) == {"fpu", "avx2", "amx_bf16"} and cpu_flags(tmp_path / "missing") is None
