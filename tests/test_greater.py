@@ -20,9 +20,9 @@ from harness.greater.gradients import (
     forward_loss,
     gradient_pass,
     propose,
-    score_rows,
 )
 from harness.greater.optimizer import PRESETS, Greater, advance, config_for, early_pick, make
+from harness.greater.rescoring import score_rows, score_rows_by_decoder
 from tasks.base import make_task
 
 QUESTIONS = [
@@ -482,3 +482,49 @@ def test_bfloat16_run_completes_with_bf16_decoding_and_records(gen_bf16):
     for s in steps:
         assert all(c["grad_score"] == c["grad_score"] for c in s["candidates"])  # no NaN
         assert s["chosen"]["mistake_rate"] is not None
+
+
+# ------------------------------------------------------------------------------ re-scoring by the task model
+
+
+def test_decoder_rescoring_equals_the_full_forward_on_options(gen):
+    """next_token_logprobs at the answer position + the prompt-only fluency forward give the options loss,
+    the options mistake and the fluency of a whole-sequence forward."""
+    lay, ids, _ = rows_for(gen)
+    pos, rows = 2, []
+    for ex in EXAMPLES[:4]:
+        for c, reasoning in ((ids[pos], " yes"), (290, " the answer is no, the dog is lazy."), (362, "")):
+            rows.append(lay.row(ex, ids[:pos] + [c] + ids[pos + 1 :], reasoning, TASK.extractor(ex), ex.target, ("A", "B")))
+    full, _ = score_rows(gen.model, [[r] for r in rows], [r.slot(pos) for r in rows], temperature=0.2, loss="options",
+                         prefix_cache=False)
+    got, tokens = score_rows_by_decoder(gen.model, gen, rows, temperature=0.2)
+    assert tokens > 0 and len(got) == len(rows)
+    for (f,), g in zip(full, got):
+        assert g.answer_loss == pytest.approx(f.answer_loss, abs=1e-4)
+        assert g.fluency == pytest.approx(f.fluency, abs=1e-4)
+        assert g.mistake_options == f.mistake_options
+    with pytest.raises(ValueError, match="allowed answers"):
+        score_rows_by_decoder(gen.model, gen, [dataclasses.replace(rows[0], option_ids=())], temperature=0.2)
+
+
+def test_rescoring_by_the_task_model_makes_the_same_run(gen):
+    small = {"steps": 2, "mistake": "options", "loss": "options", "tie_break": "loss"}
+    a, ctx_a = run(gen, **small)
+    b, ctx_b = run(gen, rescore_with="task_model", **small)
+    assert b.meta["variants"]["rescore_with"] == "task_model" and a.meta["variants"]["rescore_with"] == "gradient_model"
+    sa, sb = ([s for s in c.steps if s.get("kind") == "step"] for c in (ctx_a, ctx_b))
+    assert [s["rescored_by"] for s in sb] == ["task_model"] * 2
+    assert [s["chosen"]["id"] for s in sa] == [s["chosen"]["id"] for s in sb] and a.best.text == b.best.text
+    for x, y in zip(sa, sb):
+        assert [c["id"] for c in x["rescored"]] == [c["id"] for c in y["rescored"]]
+        for cx, cy in zip(x["rescored"], y["rescored"]):
+            assert cy["mistake_rate"] == cx["mistake_rate"] and cy["answer_loss"] == pytest.approx(cx["answer_loss"], abs=1e-4)
+        assert y["tokens"]["rescoring"] < x["tokens"]["rescoring"] or y["tokens"]["rescoring"] > 0
+
+
+def test_task_model_rescoring_falls_back_with_a_note(gen):
+    res, _ = run(gen, steps=1, rescore_with="task_model")  # the paper's full loss and greedy mistakes
+    v = res.meta["variants"]
+    assert v["rescore_with"] == "gradient_model" and any("options loss" in n for n in v["notes"])
+    with pytest.raises(BenchError, match="rescore_with"):
+        config_for("smoke", rescore_with="vllm")

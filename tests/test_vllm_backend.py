@@ -121,6 +121,22 @@ def test_loglikelihood_matches_hf(vgen, hgen, data_dir):
 
 
 @needs_vllm
+def test_next_token_logprobs_match_hf_and_reuse_a_generation(vgen, hgen, data_dir):
+    """GReaTer's re-scoring reads the allowed answers' log-probabilities after a generation from vLLM: the same
+    numbers as HF's float32 forward, and the greedy next token too."""
+    prompts = _prompts(data_dir)[:3]
+    gens = vgen.generate(prompts, GenParams(max_tokens=16))
+    tail = hgen.tokenizer(" Therefore, the answer is", add_special_tokens=False)["input_ids"]
+    seqs = [vgen.encode(g.prompt) + list(g.samples[0].token_ids) + tail for g in gens]
+    wanted = [hgen.tokenizer(w, add_special_tokens=False)["input_ids"][:1] for w in (" Yes", " No", " yes")]
+    wanted = [[w[0] for w in wanted]] * len(seqs)
+    v, h = vgen.next_token_logprobs(seqs, wanted), hgen.next_token_logprobs(seqs, wanted)
+    for (lv, gv), (lh, gh) in zip(v, h):
+        assert lv == pytest.approx(lh, abs=1e-3) and gv == gh
+        assert all(x < 0 for x in lv)
+
+
+@needs_vllm
 def test_one_engine_per_process_and_auto(vgen):
     from harness.runner.pool import ModelPool
 

@@ -284,6 +284,12 @@ class CachedGenerator:
     def render(self, prompt: Prompt) -> str:
         return self.inner.render(prompt)
 
+    def __getattr__(self, name: str) -> Any:
+        """The backend's extras (an HF model's `model`/`tokenizer`, `next_token_logprobs`) pass through, uncached."""
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     def close(self) -> None:
         """Close the wrapped backend (frees its weights or connections); the shared cache file stays."""
         close = getattr(self.inner, "close", None)

@@ -226,6 +226,26 @@ class HFGenerator:
         return result
 
 
+    def next_token_logprobs(self, prompts: Sequence[Sequence[int]], token_ids: Sequence[Sequence[int]]) -> list[tuple[list[float], int]]:
+        """For each prompt (token ids), the log-probabilities of `token_ids` as its next token, and the greedy
+        next token: one left-padded forward per batch, the last position's logits only."""
+        import torch
+
+        out: list[tuple[list[float], int] | None] = [None] * len(prompts)
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        pad, dev = self.tokenizer.pad_token_id, self.model.device
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            width = max(len(prompts[i]) for i in chunk)
+            ids = torch.tensor([[pad] * (width - len(prompts[i])) + list(prompts[i]) for i in chunk], device=dev)
+            mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in chunk], device=dev)
+            with torch.no_grad():
+                logits = self.model(input_ids=ids, attention_mask=mask, logits_to_keep=1).logits[:, -1]
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            for row, i in enumerate(chunk):
+                out[i] = (logp[row, list(token_ids[i])].tolist(), int(logp[row].argmax()))
+        return out  # type: ignore[return-value]
+
 def _as_list(x: Any) -> list[int]:
     if x is None:
         return []

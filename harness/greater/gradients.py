@@ -13,10 +13,9 @@ Two passes use the model (parameters frozen throughout):
 - `gradient_pass`: one batched forward + backward (in micro-batches, gradients accumulated) gives the
   proposal distribution at `pos` (logits at `pos-1`) and g = dLoss/d(embedding at `pos`); the score of a
   candidate c is E[c] . g. LM-head logits are computed only at the positions that need them.
-- `score_rows`: no-grad scoring of re-generated sequences; the question + prompt[:pos] prefix is shared by
-  every candidate of one example, so its KV cache is computed once and the candidates continue from it.
+- re-scoring of re-generated sequences (harness.greater.rescoring).
 
-Every tensor made here is made on the model's device (`_device`); what leaves torch is read back as Python
+Every tensor made here is made on the model's device (`model_device`); what leaves torch is read back as Python
 numbers and lists (gradients and proposal logits stay tensors on that device).
 """
 
@@ -184,7 +183,7 @@ def row_losses(row: Row, answer_logits: Any, prompt_logits: Any, *, temperature:
     dev = answer_logits.device
     gold = torch.tensor([row.ids[a] for a in row.answer_at], device=dev)
     prompt = torch.tensor(row.ids[row.prompt_start : row.prompt_start + row.prompt_len], device=dev)
-    answer_logits, prompt_logits = _at_least_f32(answer_logits), _at_least_f32(prompt_logits)
+    answer_logits, prompt_logits = at_least_f32(answer_logits), at_least_f32(prompt_logits)
     use_options = loss == "options" and row.option_ids
     if use_options:
         restricted = answer_logits[0, list(row.option_ids)]
@@ -200,18 +199,18 @@ def row_losses(row: Row, answer_logits: Any, prompt_logits: Any, *, temperature:
     return answer_loss, fluency, RowScore(float(answer_loss.detach()), float(fluency.detach()), greedy, options)
 
 
-def _device(model: Any) -> Any:
+def model_device(model: Any) -> Any:
     """Where the model's inputs go: the device of its input embeddings."""
     return model.get_input_embeddings().weight.device
 
 
-def _at_least_f32(x: Any) -> Any:
+def at_least_f32(x: Any) -> Any:
     import torch
 
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
-def _lm_head(model: Any, hidden: Any) -> Any:
+def lm_head(model: Any, hidden: Any) -> Any:
     """Logits for a (M, d) contiguous block of last hidden states (never the whole sequence)."""
     logits = model.get_output_embeddings()(hidden.contiguous())
     cap = getattr(model.config, "final_logit_softcapping", None)
@@ -222,7 +221,7 @@ def _lm_head(model: Any, hidden: Any) -> Any:
     return logits
 
 
-def _needed(row: Row) -> tuple[list[int], list[int]]:
+def needed_positions(row: Row) -> tuple[list[int], list[int]]:
     """Positions whose logits predict the answer tokens, and the prompt tokens."""
     return [a - 1 for a in row.answer_at], [row.prompt_start - 1 + j for j in range(row.prompt_len)]
 
@@ -264,11 +263,11 @@ def forward_loss(model: Any, rows: Sequence[Row], pos: int, slot_embedding: Any 
     # one contiguous gather of every needed position, then the LM head on that block only
     spans, cols, owners = [], [], []
     for i, r in enumerate(rows):
-        ans, prm = _needed(r)
+        ans, prm = needed_positions(r)
         spans.append((len(cols), len(ans), len(prm)))
         cols += ans + prm
         owners += [i] * (len(ans) + len(prm))
-    logits = _lm_head(model, hidden[torch.tensor(owners, device=dev), torch.tensor(cols, device=dev)])
+    logits = lm_head(model, hidden[torch.tensor(owners, device=dev), torch.tensor(cols, device=dev)])
     total, scores, proposal = 0.0, [], []
     for i, r in enumerate(rows):
         at, n_ans, n_prm = spans[i]
@@ -307,7 +306,7 @@ def gradient_pass(model: Any, rows: Sequence[Row], pos: int, current_id: int, *,
 def candidate_scores(model: Any, candidates: Sequence[int], grad: Any) -> list[float]:
     """The one-hot gradient over the candidate set: E[C] . g, normalised by its L2 norm (lower is better)."""
     emb = model.get_input_embeddings().weight
-    s = _at_least_f32(emb[list(candidates)]) @ _at_least_f32(grad)
+    s = at_least_f32(emb[list(candidates)]) @ at_least_f32(grad)
     norm = s.norm()
     return (s / norm if norm > 0 else s).tolist()
 
@@ -333,7 +332,7 @@ def propose(proposal_logits: Any, allowed: Any, previous_id: int | None, *, k: i
     """
     import torch
 
-    logits = _at_least_f32(proposal_logits).clone()
+    logits = at_least_f32(proposal_logits).clone()
     mask = allowed.to(logits.device, copy=True)
     if previous_id is not None:
         mask[previous_id] = False
@@ -355,65 +354,3 @@ def propose(proposal_logits: Any, allowed: Any, previous_id: int | None, *, k: i
         if len(kept) >= min_candidates or k >= n_allowed:
             return Proposal(kept, k, len(union) - len(kept), draws)
         k = min(k + k_growth, n_allowed)
-
-
-# ------------------------------------------------------------------------------------ re-scoring
-
-
-def score_rows(model: Any, groups: Sequence[Sequence[Row]], shared: Sequence[int], *, temperature: float,
-               loss: str, prefix_cache: bool = True, batch_size: int = 8) -> tuple[list[list[RowScore]], int]:
-    """No-grad scores of every row; `groups[i]` are rows that share their first `shared[i]` tokens.
-
-    With `prefix_cache`, the shared prefix of a group runs once and its KV cache is repeated for the
-    group's rows, which continue from it; otherwise every row runs in full. Returns the scores and the
-    number of tokens run.
-    """
-    import torch
-
-    out: list[list[RowScore]] = []
-    tokens = 0
-    with torch.no_grad():
-        if not prefix_cache:
-            flat = [r for g in groups for r in g]
-            scores: list[RowScore] = []
-            for start in range(0, len(flat), batch_size):
-                chunk = flat[start : start + batch_size]
-                _, _, sc = forward_loss(model, chunk, 0, temperature=temperature, fluency_weight=0.0, loss=loss)
-                scores += sc
-                tokens += sum(len(r.ids) for r in chunk)
-            it = iter(scores)
-            return [[next(it) for _ in g] for g in groups], tokens
-        for rows, s in zip(groups, shared):
-            out.append(_score_group(model, list(rows), s, temperature=temperature, loss=loss))
-            tokens += s + sum(len(r.ids) - s for r in rows)
-    return out, tokens
-
-
-def _score_group(model: Any, rows: list[Row], shared: int, *, temperature: float, loss: str) -> list[RowScore]:
-    import torch
-
-    for r in rows:
-        if tuple(r.ids[:shared]) != tuple(rows[0].ids[:shared]) or len(r.ids) <= shared:
-            raise ValueError("rows of a group must share their prefix and extend past it")
-    decoder = model.get_decoder()
-    dev = _device(model)
-    prefix = torch.tensor([rows[0].ids[:shared]], device=dev)
-    pre = decoder(input_ids=prefix, use_cache=True)
-    cache = pre.past_key_values
-    if len(rows) > 1:
-        cache.batch_repeat_interleave(len(rows))
-    width = max(len(r.ids) for r in rows) - shared
-    pads = [shared + width - len(r.ids) for r in rows]
-    ids = torch.tensor([[*r.ids[shared:], *[0] * p] for r, p in zip(rows, pads)], dtype=torch.long, device=dev)
-    mask = torch.tensor([[1] * len(r.ids) + [0] * p for r, p in zip(rows, pads)], dtype=torch.long, device=dev)
-    suffix = decoder(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True).last_hidden_state
-    prefix_hidden = pre.last_hidden_state[0]
-    scores = []
-    for i, r in enumerate(rows):
-        ans, prm = _needed(r)
-        cols = ans + prm
-        hidden = torch.stack([prefix_hidden[c] if c < shared else suffix[i, c - shared] for c in cols])
-        logits = _lm_head(model, hidden)
-        _, _, sc = row_losses(r, logits[: len(ans)], logits[len(ans) :], temperature=temperature, loss=loss)
-        scores.append(sc)
-    return scores

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from harness.greater.gradients import Layout
 
 MISTAKE_READINGS = ("greedy", "options", "run")
+RESCORERS = ("gradient_model", "task_model")
 LOSSES = ("full", "options")
 TIE_BREAKS = ("fluency", "loss")
 
@@ -78,6 +79,10 @@ class GreaterConfig:
     tie_break: str = "fluency"  # fluency (paper: mistake + 0.02 NLL) | loss (mistake first, then CE + 0.02 NLL)
     grad_micro_batch: int = 4  # sequences per forward+backward chunk (memory bound; gradients accumulate)
     prefix_cache: bool = True  # re-scoring continues the shared question + prompt[:pos] KV cache
+    # re-scoring's answers: a forward of every whole sequence on the gradient model, or (options loss and
+    # mistakes only) the task model's next-token log-probabilities after each generation (vLLM: from its
+    # prefix cache, only the extractor's tokens are new) plus a forward of the prompt alone for the fluency
+    rescore_with: str = "gradient_model"
 
     def __post_init__(self) -> None:
         for name in ("n_train", "steps", "train_reasoning_tokens", "top_k", "intersections", "per_intersection",
@@ -90,7 +95,8 @@ class GreaterConfig:
             raise BenchError("greater: answer_temperature must be > 0")
         if self.dev_limit is not None and self.dev_limit < 1:
             raise BenchError("greater: dev_limit must be at least 1 (or None)")
-        for name, allowed in (("mistake", MISTAKE_READINGS), ("loss", LOSSES), ("tie_break", TIE_BREAKS)):
+        for name, allowed in (("mistake", MISTAKE_READINGS), ("loss", LOSSES), ("tie_break", TIE_BREAKS),
+                              ("rescore_with", RESCORERS)):
             if getattr(self, name) not in allowed:
                 raise BenchError(f"greater: {name}={getattr(self, name)!r}; use one of {', '.join(allowed)}")
         if not self.initial_prompt.strip():
@@ -248,8 +254,17 @@ class Greater:
         if loss == "options" and not task.answer_format.closed:
             loss = "full"
             notes.append("open answer format: full-vocabulary answer loss")
+        rescore_with = cfg.rescore_with
+        if rescore_with == "task_model":
+            if (mistake, loss) != ("options", "options"):
+                rescore_with = "gradient_model"
+                notes.append("re-scoring by the gradient model: the task model's answer log-probabilities serve the "
+                             "options loss and mistakes only")
+            elif not hasattr(ctx.task_model, "next_token_logprobs"):
+                rescore_with = "gradient_model"
+                notes.append("re-scoring by the gradient model: the task model's backend gives no next-token log-probabilities")
         return {"mistake": mistake, "loss": loss, "tie_break": cfg.tie_break, "position": position.value,
-                "prefix_cache": cfg.prefix_cache, "notes": notes}
+                "prefix_cache": cfg.prefix_cache, "rescore_with": rescore_with, "notes": notes}
 
     def _dev_select(self, task: Task, dev: Sequence[Example], top: list[Scored], ctx: OptimizeContext) -> list[dict[str, Any]]:
         rows = list(dev[: self.config.dev_limit] if self.config.dev_limit else dev)
@@ -312,7 +327,8 @@ class GreaterRun:
                       fluency=fluency, score=score, key=key, reasoning=list(reasoning), reasoning_tokens=list(lengths))
 
     def step(self, state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        from harness.greater.gradients import candidate_scores, gradient_pass, propose, score_rows
+        from harness.greater.gradients import candidate_scores, gradient_pass, propose
+        from harness.greater.rescoring import score_rows, score_rows_by_decoder
 
         cfg, ctx, lay = self.cfg, self.ctx, self.layout
         ids, pos = list(state["prompt_ids"]), state["pos"]
@@ -365,16 +381,26 @@ class GreaterRun:
         results: dict[int, Scored] = {}
         if not (state["grown"] or ids[pos] not in top):
             results[ids[pos]] = current  # same prompt, same reasoning: the gradient pass scored it
+        rescored_by = None
         if fresh:
             cand_rows = {c: self.rows(variants[c], generated[c][0]) for c in fresh}
-            groups = [[cand_rows[c][i] for c in fresh] for i in range(len(self.examples))]
-            shared = [r[0].slot(pos) for r in groups]
-            per_example, n_tok = score_rows(self.model, groups, shared, temperature=cfg.answer_temperature,
-                                            loss=self.variants["loss"], prefix_cache=cfg.prefix_cache)
-            ctx.cost.forward_passes += sum(len(g) for g in groups)
+            flat = [r for c in fresh for r in cand_rows[c]]
+            n = len(self.examples)
+            if self.variants["rescore_with"] == "task_model" and all(r.option_ids for r in flat):
+                rescored_by = "task_model"
+                scores, n_tok = score_rows_by_decoder(self.model, ctx.task_model, flat, temperature=cfg.answer_temperature)
+                per_candidate = {c: scores[j * n : (j + 1) * n] for j, c in enumerate(fresh)}
+            else:
+                rescored_by = "gradient_model"
+                groups = [[cand_rows[c][i] for c in fresh] for i in range(n)]
+                shared = [r[0].slot(pos) for r in groups]
+                per_example, n_tok = score_rows(self.model, groups, shared, temperature=cfg.answer_temperature,
+                                                loss=self.variants["loss"], prefix_cache=cfg.prefix_cache)
+                per_candidate = {c: [s[j] for s in per_example] for j, c in enumerate(fresh)}
+            ctx.cost.forward_passes += len(flat)
             tokens["rescoring"] = n_tok
-            for j, c in enumerate(fresh):
-                results[c] = self.summarise(variants[c], [s[j] for s in per_example], *generated[c])
+            for c in fresh:
+                results[c] = self.summarise(variants[c], per_candidate[c], *generated[c])
         seconds["rescoring"] = time.perf_counter() - t0
 
         # 5. choose, keep the best prompts, advance
@@ -400,6 +426,7 @@ class GreaterRun:
             "rescored": [{"id": c, "token": lay.tok.decode([c]), **results[c].public(),
                           "reasoning_tokens": _mean(results[c].reasoning_tokens)} for c in top],
             "early_accept": early is not None,
+            "rescored_by": rescored_by,
             "chosen": {"id": chosen_id, "token": lay.tok.decode([chosen_id]), **chosen.public()},
             "prompt": chosen.text,
             "reasoning_tokens": _mean(state["reasoning_tokens"]),
