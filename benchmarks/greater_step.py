@@ -149,6 +149,8 @@ def main() -> None:
     ap.add_argument("--backend", default="hf", choices=("hf", "vllm"), help="decoding engine of the efficient path")
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                     help="the efficient path's gradient model, re-scoring and decoding")
+    ap.add_argument("--rescore-with", default="gradient_model", choices=("gradient_model", "task_model"),
+                    help="GReaTer's rescore_with (task_model: answers from the decoder's next-token log-probabilities)")
     ap.add_argument("--out", help="save each step's state, RNG and record (JSON)")
     ap.add_argument("--replay", help="run the steps of a saved file from their states; report agreement")
     args = ap.parse_args()
@@ -180,7 +182,7 @@ def main() -> None:
     engine_s = time.perf_counter() - t0
     ctx = OptimizeContext.create(scorer=evaluate, task_model=decoder, gradient_model=gm, seed=0, position=args.position,
                                  max_new_tokens=args.max_new_tokens)
-    opt = make("cpu", n_train=args.n, train_reasoning_tokens=args.max_new_tokens, steps=args.steps)
+    opt = make("cpu", n_train=args.n, train_reasoning_tokens=args.max_new_tokens, steps=args.steps, rescore_with=args.rescore_with)
     run = opt.prepare(task, splits.train, ctx)
     saved = json.loads(open(args.replay).read()) if args.replay else None
     t0 = time.perf_counter()
@@ -192,7 +194,8 @@ def main() -> None:
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{args.threads} threads; model load {load_s:.0f} s, decoding engine start {engine_s:.0f} s, "
           f"initial reasoning {init_s:.1f} s; efficient path: gradients and re-scoring HF {args.dtype}, "
-          f"decoding {args.backend} {args.dtype} (batch {args.batch_size}); naive: HF float32 batch 1.\n",
+          f"decoding {args.backend} {args.dtype} (batch {args.batch_size}), re-scoring by the {args.rescore_with}; "
+          f"naive: HF float32 batch 1.\n",
           flush=True)
     log, agree = [], []
     steps = saved["steps"] if saved else [None] * args.steps

@@ -425,6 +425,22 @@ def test_presets_and_overrides():
     assert dataclasses.is_dataclass(paper) and paper.__dataclass_params__.frozen
 
 
+def test_a_run_preset_without_method_sizes_builds_on_its_base():
+    """cpu-0.5b: every method's cpu sizes, with the preset's GReaTer settings over them, then overrides."""
+    from baselines.ape import make as make_ape
+    from harness.core.spec import PRESETS as RUN_PRESETS
+
+    run_preset = RUN_PRESETS.get("cpu-0.5b")
+    assert run_preset.base == "cpu" and run_preset.max_new_tokens == 256 and run_preset.position == PromptPosition.AFTER
+    small = config_for("cpu-0.5b")
+    assert small == dataclasses.replace(config_for("cpu"), **run_preset.methods["greater"])
+    assert small.rescore_with == "task_model" and small.n_train == 8
+    assert config_for("cpu-0.5b", steps="3", n_train=5).steps == 3 and config_for("cpu-0.5b", n_train=5).n_train == 5
+    assert make_ape("cpu-0.5b").config == make_ape("cpu").config  # no ape settings in the preset
+    with pytest.raises(BenchError, match="unknown preset 'cpu-1b'"):
+        config_for("cpu-1b")
+
+
 def test_registered_and_needs_consistent_render(gen):
     from harness.backends.fake import ScriptedGenerator
     from harness.core.methods import make_optimizer

@@ -211,23 +211,37 @@ class VLLMGenerator:
         return Sample(text=c.text, token_ids=tuple(ids), finish_reason=reason)
 
     def loglikelihood(self, requests: Sequence[tuple[Prompt, str]]) -> list[float]:
-        """Sum of log p(continuation | prompt) from vLLM's prompt log-probabilities, split as the HF backend."""
+        """Sum of log p(continuation | prompt), split as the HF backend. One-token continuations of one context
+        (Yes/No, option letters) are read in one next-token step from vLLM's prefix cache (the context was
+        usually just generated); longer ones from prompt log-probabilities, which vLLM computes afresh."""
         from vllm import SamplingParams
 
         pairs = self.codec.loglikelihood_split(requests)
         if not pairs:
             return []
+        result = [0.0] * len(pairs)
+        by_ctx: dict[str, list[tuple[int, int]]] = {}  # context -> [(request, its one continuation token)]
         inputs, spans = [], []
-        for ctx, cont in pairs:
-            c_ids, k_ids = self.encode(ctx), self.codec.continuation(cont)
+        for i, (ctx, cont) in enumerate(pairs):
+            k_ids = self.codec.continuation(cont)
+            if len(k_ids) == 1:
+                by_ctx.setdefault(ctx, []).append((i, k_ids[0]))
+                continue
+            c_ids = self.encode(ctx)
             inputs.append({"prompt_token_ids": c_ids + k_ids})
-            spans.append((len(c_ids), k_ids))
-        sp = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
-        outs = self.llm.generate(inputs, sp, use_tqdm=False)
-        result = []
-        for out, (start, k_ids) in zip(outs, spans):
-            lps = out.prompt_logprobs  # per prompt position: {token id: Logprob}; position 0 is None
-            result.append(float(sum(lps[start + j][t].logprob for j, t in enumerate(k_ids))))
+            spans.append((i, len(c_ids), k_ids))
+        if by_ctx:
+            contexts = list(by_ctx)
+            read = self.next_token_logprobs([self.encode(c) for c in contexts], [[t for _, t in by_ctx[c]] for c in contexts])
+            for c, (lps, _) in zip(contexts, read):
+                for (i, _), lp in zip(by_ctx[c], lps):
+                    result[i] = lp
+        if inputs:
+            sp = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
+            outs = self.llm.generate(inputs, sp, use_tqdm=False)
+            for out, (i, start, k_ids) in zip(outs, spans):
+                lps = out.prompt_logprobs  # per prompt position: {token id: Logprob}; position 0 is None
+                result[i] = float(sum(lps[start + j][t].logprob for j, t in enumerate(k_ids)))
         return result
 
     def next_token_logprobs(self, prompts: Sequence[Sequence[int]], token_ids: Sequence[Sequence[int]]) -> list[tuple[list[float], int]]:

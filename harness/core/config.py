@@ -17,8 +17,16 @@ C = TypeVar("C")
 
 
 def configure(method: str, presets: Mapping[str, C], preset: str, overrides: Mapping[str, Any]) -> C:
-    """A preset's config with some fields replaced; unknown presets or fields fail with a one-line fix."""
+    """A preset's config with some fields replaced; unknown presets or fields fail with a one-line fix.
+
+    A run preset the method has no sizes for (`cpu-0.5b`) builds on the method's sizes under its `base`, with
+    the preset's settings for this method (then `overrides`) over them."""
     if preset not in presets:
+        from harness.core.spec import PRESETS as RUN_PRESETS
+
+        run_preset = RUN_PRESETS.get(preset) if preset in RUN_PRESETS else None
+        if run_preset is not None and run_preset.base in presets:
+            return configure(method, presets, run_preset.base, {**run_preset.methods.get(method, {}), **overrides})
         close = difflib.get_close_matches(preset, list(presets), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise BenchError(f"{method}: unknown preset {preset!r}{hint} (use one of {', '.join(presets)})")

@@ -42,9 +42,13 @@ class Preset:
     max_new_tokens: int  # reasoning length of every dev/test evaluation (and of text-based methods' scoring)
     position: PromptPosition  # where every method's prompt goes
     about: str
+    # A preset the methods have no sizes of their own for builds on `base` (each method's sizes under that
+    # name), with `methods[method]` settings over them (harness.core.config.configure).
+    base: str | None = None
+    methods: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
-PRESETS: Registry[Preset] = Registry("preset", fix="use paper, cpu or smoke")
+PRESETS: Registry[Preset] = Registry("preset", fix="use paper, cpu, cpu-0.5b or smoke")
 for _p in (
     Preset(name="paper", max_new_tokens=1024, position=PromptPosition.AFTER,
            about="the paper's sizes (GPU scale): 1024 reasoning tokens, prompt after the question"),
@@ -52,6 +56,14 @@ for _p in (
     # length on navigate train rows: after 1.0 token, before 45.4, assistant 0.0; docs/greater.md).
     Preset(name="cpu", max_new_tokens=128, position=PromptPosition.BEFORE,
            about="one BBH task in minutes on 2 CPU cores: 128 reasoning tokens, prompt before the question"),
+    # cpu-0.5b: qwen2.5-coder-0.5b writes long reasoning (124 of 128 tokens on average on boolean_expressions dev
+    # rows, cut short) and follows the paper's layout; the methods keep their cpu sizes except GReaTer's,
+    # which a cell of this ~5x larger model must fit into an hour on 2 cores (docs/greater.md).
+    Preset(name="cpu-0.5b", max_new_tokens=256, position=PromptPosition.AFTER, base="cpu",
+           methods={"greater": {"n_train": 8, "steps": 8, "train_reasoning_tokens": 128, "keep": 3, "dev_limit": 30,
+                                "rescore_with": "task_model"}},
+           about="a 0.5B instruct model on 2 CPU cores: 256 reasoning tokens, prompt after the question; the "
+                 "methods' cpu sizes (GReaTer: N=8, 8 steps)"),
     Preset(name="smoke", max_new_tokens=32, position=PromptPosition.AFTER,
            about="seconds, for tests: 32 reasoning tokens"),
 ):
@@ -188,7 +200,7 @@ class RunSpec:
                     flag = "--budget" if name == "task_tokens" else name
                     raise BenchError(f"{flag} must be positive (got {v}); leave it out for no limit")
         if self.kind == "optimize" and self.preset is None:
-            raise BenchError("an optimize run needs a preset (paper, cpu or smoke)")
+            raise BenchError("an optimize run needs a preset (paper, cpu, cpu-0.5b or smoke)")
         if self.kind == "eval" and (self.budget or self.optimizer or self.overrides):
             raise BenchError("budget, optimizer and method overrides belong to optimize runs, not eval runs")
 
