@@ -60,10 +60,10 @@ for _p in (
     # rows, cut short) and follows the paper's layout; the methods keep their cpu sizes except GReaTer's,
     # which a cell of this ~5x larger model must fit into an hour on 2 cores (docs/greater.md).
     Preset(name="cpu-0.5b", max_new_tokens=256, position=PromptPosition.AFTER, base="cpu",
-           methods={"greater": {"n_train": 8, "steps": 8, "train_reasoning_tokens": 128, "keep": 3, "dev_limit": 30,
+           methods={"greater": {"n_train": 8, "steps": 6, "train_reasoning_tokens": 128, "keep": 2, "dev_limit": 30,
                                 "rescore_with": "task_model"}},
            about="a 0.5B instruct model on 2 CPU cores: 256 reasoning tokens, prompt after the question; the "
-                 "methods' cpu sizes (GReaTer: N=8, 8 steps)"),
+                 "methods' cpu sizes (GReaTer: N=8, 6 steps)"),
     Preset(name="smoke", max_new_tokens=32, position=PromptPosition.AFTER,
            about="seconds, for tests: 32 reasoning tokens"),
 ):
