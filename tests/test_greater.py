@@ -4,6 +4,7 @@ answer location, determinism, resume after a crash and the budget stop. Fast: se
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -532,6 +533,8 @@ def test_rescoring_by_the_task_model_makes_the_same_run(gen):
     assert [s["rescored_by"] for s in sb] == ["task_model"] * 2
     assert [s["chosen"]["id"] for s in sa] == [s["chosen"]["id"] for s in sb] and a.best.text == b.best.text
     for x, y in zip(sa, sb):
+        json.dumps(y)  # a step record is plain JSON (the step log)
+        assert [(c["id"], c["grad_score"]) for c in x["candidates"]] == [(c["id"], c["grad_score"]) for c in y["candidates"]]
         assert [c["id"] for c in x["rescored"]] == [c["id"] for c in y["rescored"]]
         for cx, cy in zip(x["rescored"], y["rescored"]):
             assert cy["mistake_rate"] == cx["mistake_rate"] and cy["answer_loss"] == pytest.approx(cx["answer_loss"], abs=1e-4)

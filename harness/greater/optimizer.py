@@ -388,8 +388,8 @@ class GreaterRun:
             n = len(self.examples)
             if self.variants["rescore_with"] == "task_model" and all(r.option_ids for r in flat):
                 rescored_by = "task_model"
-                scores, n_tok = score_rows_by_decoder(self.model, ctx.task_model, flat, temperature=cfg.answer_temperature)
-                per_candidate = {c: scores[j * n : (j + 1) * n] for j, c in enumerate(fresh)}
+                by_row, n_tok = score_rows_by_decoder(self.model, ctx.task_model, flat, temperature=cfg.answer_temperature)
+                per_candidate = {c: by_row[j * n : (j + 1) * n] for j, c in enumerate(fresh)}
             else:
                 rescored_by = "gradient_model"
                 groups = [[cand_rows[c][i] for c in fresh] for i in range(n)]
