@@ -239,7 +239,9 @@ def compare(a: dict[str, Any], b: dict[str, Any], ta: float, tb: float, tok: Any
 
 def report_agreement(a: dict[str, Any], b: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """Markdown: per step, whether the replayed run decided as the saved one did, and both runs' phase times."""
-    print(f"\n## Agreement: {a['dtype']} ({a['backend']} decoding) vs {b['dtype']} ({b['backend']} decoding), same steps\n")
+    what = lambda x: (f"{x['dtype']} ({x['backend']} decoding batch {x['batch_size']}, "  # noqa: E731
+                      f"re-scoring by the {x.get('rescore_with', 'gradient_model')})")
+    print(f"\n## Agreement: {what(a)} vs {what(b)}, same steps\n")
     print("| step | pos | same candidate set | candidate overlap | same top-3 (order) | same top-3 (set) | same choice "
           "| chosen | gradient s | generation s | rescoring s | step s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
