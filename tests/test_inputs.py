@@ -35,7 +35,7 @@ def test_every_command_takes_results():
 def test_help_texts_come_from_the_presets():
     res = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "240"})
     text = " ".join(res.output.replace("│", " ").split())
-    assert "paper 1024, cpu 128, smoke 32" in text and "cpu before" in text
+    assert "paper 1024, cpu 128, cpu-0.5b 256, smoke 32" in text and "cpu before" in text and "cpu-0.5b after" in text
 
 
 def test_progress_lines_when_output_is_not_a_terminal():
