@@ -114,6 +114,18 @@ def check_dtype(dtype: str) -> None:
         raise BenchError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
 
 
+def seed_int(value: Any) -> int:
+    """An integer in ASCII digits (click's INT is `int()`, which also reads '٣' as 3 and '1_0' as 10). A sign is
+    read, so a negative seed gets the run spec's own message."""
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    digits = text.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()):
+        raise typer.BadParameter(f"{value!r} is not a seed: use a non-negative integer in ASCII digits (0, 1, 2, ...)")
+    return int(text)
+
+
 _PRESETS = ", ".join(PRESETS.names())
 
 Backend = Annotated[
@@ -198,4 +210,9 @@ DryRun = Annotated[
 ]
 Rate = Annotated[
     float | None, typer.Option(help="--dry-run: task-model tokens/s to estimate with (default: measured from finished cells).")
+]
+Seed = Annotated[int, typer.Option(parser=seed_int, help="Root seed of the run.")]
+SplitSeed = Annotated[
+    int | None,
+    typer.Option(parser=seed_int, help="Reshuffle rows before splitting (default: the paper's file order)."),
 ]

@@ -20,7 +20,9 @@ needs and hands cells to actors:
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import signal
 import socket
 import threading
@@ -39,6 +41,56 @@ RESTARTS = 5  # a dead worker is replaced this many times (per actor); its cell 
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_ENDPOINT", "HF_HOME", "BENCH_VLLM_EAGER",
                  "VLLM_CPU_KVCACHE_SPACE", "TOKENIZERS_PARALLELISM", "BENCH_DATA_DIR")
 LOCAL_ONLY_ENV = ("BENCH_CACHE_DIR", "PYTHONPATH")  # paths of this machine: forwarded to a local instance only
+
+
+ADDRESS_HELP = ("use HEAD:PORT (what `ray start --head` prints, e.g. 10.0.0.5:6379), ray://HEAD:10001, auto (the "
+                "cluster this machine joined), or leave --ray-address / RAY_ADDRESS out for a new local instance")
+PROBE_SECONDS = 3.0  # a head that does not answer this fast is not there: Ray itself would retry for minutes
+_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def check_ray_address(address: str | None) -> str | None:
+    """`--ray-address` / RAY_ADDRESS: None (blank) for a new local instance, "auto", "local", HOST:PORT or
+    ray://HOST:PORT (HOST a name, an IPv4 address or an [IPv6] one). Anything else is a one-line BenchError
+    here, before Ray would print its own multi-line warnings."""
+    text = (address or "").strip()
+    if not text:
+        return None
+    if text in ("auto", "local"):
+        return text
+    if _endpoint(text) is None:
+        raise BenchError(f"bad Ray address {text!r}: {ADDRESS_HELP}")
+    return text
+
+
+def _endpoint(address: str) -> tuple[str, int] | None:
+    """(host, port) of HOST:PORT or ray://HOST:PORT; None when `address` has neither form."""
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            return str(ipaddress.IPv6Address(host[1:-1])), int(port)
+        except ValueError:
+            return None
+    if not host.isascii() or len(host) > 253 or not all(_LABEL.fullmatch(label) for label in host.split(".")):
+        return None
+    return host, int(port)
+
+
+def probe_ray(address: str | None, timeout: float = PROBE_SECONDS) -> None:
+    """Fail in one line when nothing listens at a HOST:PORT address (Ray would retry for minutes, printing
+    warnings); "auto", "local" and None are Ray's own to resolve."""
+    endpoint = _endpoint(address) if address not in (None, "auto", "local") else None
+    if endpoint is None:
+        return
+    try:
+        with socket.create_connection(endpoint, timeout=timeout):
+            return
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise BenchError(f"no Ray cluster answers at {address} ({reason}): check --ray-address / RAY_ADDRESS "
+                         "(`ray start --head` on the head node prints the address)") from None
 
 
 def import_ray() -> Any:
@@ -162,7 +214,8 @@ class RayExecutor:
     def __enter__(self) -> RayExecutor:
         ray = self.ray = import_ray()
         if not ray.is_initialized():
-            address = self.settings.address or os.environ.get("RAY_ADDRESS") or None
+            address = check_ray_address(self.settings.address or os.environ.get("RAY_ADDRESS"))
+            probe_ray(address)
             local = address is None or address == "local"
             env = {k: os.environ[k] for k in FORWARDED_ENV + (LOCAL_ONLY_ENV if local else ()) if k in os.environ}
             main = threading.current_thread() is threading.main_thread()
