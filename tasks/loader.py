@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from harness.core.env import env_path
 from harness.core.hub import require_hub
 from harness.core.types import BenchError, Example, Splits
 
@@ -70,9 +71,9 @@ def data_root(data_dir: str | os.PathLike[str] | None = None) -> Path | None:
     gsm8k/ or folio/, else None (use the hub)."""
     if data_dir is not None and str(data_dir) != "":
         return Path(data_dir).expanduser()
-    env = os.environ.get(ENV_VAR, "").strip()
-    if env:
-        return Path(env).expanduser()
+    env = env_path(ENV_VAR)
+    if env is not None:
+        return env
     for candidate in map(Path, DEFAULT_DIRS):
         if any((candidate / sub).is_dir() for sub in DATA_SUBDIRS):
             return candidate

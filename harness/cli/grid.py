@@ -129,8 +129,11 @@ def run_cmd(
     grid_specs(make_cells(method_names, expand_tasks(tasks), model_names, seed_list), settings, RunData(data_dir))
     for model in model_names:
         check_model(model, settings.backend)
-    if executor == "ray":
+    if executor == "ray":  # before the progress display starts
+        from harness.runner.ray_executor import lock_folder
+
         probe_ray(ray_address)
+        lock_folder()
     check_writable(results)
     pool = ModelPool(cache=cache, threads=threads, batch_size=batch_size, device=device)
     pool_settings = {"cache": cache, "batch_size": batch_size, "device": device}

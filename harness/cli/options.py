@@ -7,7 +7,6 @@ so `--help` cannot drift from what a run does.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from harness.core.env import env_path, env_secret
 from harness.core.spec import DTYPES, PRESETS, preset_help
 from harness.core.types import READINGS, BenchError, PromptPosition
 
@@ -27,7 +27,7 @@ DEFAULT_RESULTS = Path("bench-results")  # the user's runs; the committed refere
 
 
 def default_results() -> Path:
-    return Path(os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS)
+    return env_path(RESULTS_ENV) or DEFAULT_RESULTS
 
 
 class Terminated(KeyboardInterrupt):
@@ -99,7 +99,12 @@ def check_model(model: str, backend: str, base_url: str | None = None) -> None:
     if backend == "openai":  # the server's own model name
         if not base_url:
             raise BenchError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        env_secret("OPENAI_API_KEY")  # what the client will send
         return
+    if backend == "vllm":  # its environment variables (BENCH_VLLM_EAGER, VLLM_CPU_*) before the engine reads them
+        from harness.backends.vllm import check_env
+
+        check_env()
     if model not in PACKAGED:  # aliases resolve by converting their GGUF: loading, so left to the load
         resolve_model(model)
 

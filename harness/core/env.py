@@ -54,6 +54,15 @@ def env_number(name: str, default: float, environ: Mapping[str, str] | None = No
     return number
 
 
+def env_secret(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """A key sent in an HTTP header: no whitespace or control characters inside (a pasted line break would
+    fail deep inside the HTTP client); None when unset or blank."""
+    value = env_text(name, environ)
+    if value is not None and (not value.isprintable() or any(c.isspace() for c in value)):
+        raise BenchError(f"{name} holds whitespace or control characters: set it to the key alone, on one line")
+    return value
+
+
 def env_path(name: str, environ: Mapping[str, str] | None = None) -> Path | None:
     """A folder named by the variable (`~` expanded); None when unset or blank."""
     value = env_text(name, environ)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.core.env import env_path
 from harness.core.spec import RunSpec
 from harness.core.types import BenchError
 from harness.runner.child import Send
@@ -124,6 +125,17 @@ class RaySettings:
 # ------------------------------------------------------------------------------------------ the worker
 
 
+def lock_folder() -> Path:
+    """Where cells of a node lock their cores: `BENCH_CORE_LOCKS`, default /tmp/greater-bench-cores-UID (created)."""
+    folder = env_path("BENCH_CORE_LOCKS") or Path(f"/tmp/greater-bench-cores-{os.getuid()}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BenchError(f"cannot create the core lock folder {folder} ({e.strerror or type(e).__name__}): set "
+                         "BENCH_CORE_LOCKS to a writable local folder (or unset it)") from None
+    return folder
+
+
 def claim_cores(n: int) -> tuple[list[int], list[Any]]:
     """Pin this process to `n` cores that no other cell on this node holds: an exclusive lock per core, held
     as long as the returned files stay open and released by the OS when the process dies. Returns the cores
@@ -131,8 +143,7 @@ def claim_cores(n: int) -> tuple[list[int], list[Any]]:
     import fcntl
 
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    folder = Path(os.environ.get("BENCH_CORE_LOCKS") or f"/tmp/greater-bench-cores-{os.getuid()}")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = lock_folder()
     held: list[tuple[int, Any]] = []
     for core in cores:
         f = open(folder / f"core-{core}.lock", "w")  # noqa: SIM115  (kept open: the lock lives as long as the file)
@@ -216,6 +227,7 @@ class RayExecutor:
         if not ray.is_initialized():
             address = check_ray_address(self.settings.address or os.environ.get("RAY_ADDRESS"))
             probe_ray(address)
+            lock_folder()  # this node's (a worker on it would fail with a traceback)
             local = address is None or address == "local"
             env = {k: os.environ[k] for k in FORWARDED_ENV + (LOCAL_ONLY_ENV if local else ()) if k in os.environ}
             main = threading.current_thread() is threading.main_thread()
