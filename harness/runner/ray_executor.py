@@ -21,6 +21,7 @@ needs and hands cells to actors:
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import signal
@@ -116,8 +117,8 @@ class RaySettings:
     def __post_init__(self) -> None:
         if self.cell_cpus is not None and self.cell_cpus < 1:
             raise BenchError(f"--cell-cpus must be at least 1 (got {self.cell_cpus})")
-        if self.cell_gpus is not None and self.cell_gpus < 0:
-            raise BenchError(f"--cell-gpus must not be negative (got {self.cell_gpus})")
+        if self.cell_gpus is not None and not (math.isfinite(self.cell_gpus) and self.cell_gpus >= 0):
+            raise BenchError(f"--cell-gpus must be a number of GPUs of 0 or more, such as 1 or 0.5 (got {self.cell_gpus:g})")
         if self.max_parallel is not None and self.max_parallel < 1:
             raise BenchError(f"--max-parallel must be at least 1 (got {self.max_parallel})")
 
