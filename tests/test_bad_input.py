@@ -412,27 +412,15 @@ def tree(root: Path) -> dict[str, str]:
     return out
 
 
-@pytest.fixture
-def world(tmp_path, monkeypatch):
+def patch_loaders(monkeypatch: pytest.MonkeyPatch, loads: list[str]) -> None:
+    """Every way a command loads model weights appends to `loads` and raises `ModelLoaded`."""
     import harness.backends.hf
     import harness.backends.models
     import harness.backends.openai
 
-    w = World(tmp_path / "case", monkeypatch)
-    w.tmp.mkdir()
-    system_tmp = tmp_path / "system-tmp"
-    system_tmp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
-    monkeypatch.chdir(w.folder("cwd"))  # the default ./bench-results and ./data lie here
-    for var in ("BENCH_RESULTS", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("BENCH_DATA_DIR", str(DATA))
-    monkeypatch.setenv("BENCH_CACHE_DIR", str(w.cache))
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing here may reach the network
-
     def loaded(what: str) -> Callable[..., Any]:
         def probe(*args: Any, **kw: Any) -> Any:
-            w.loads.append(f"{what} {args[:1]}")
+            loads.append(f"{what} {args[:1]}")
             raise ModelLoaded(f"{what} was called: a model was loaded before the input was refused")
 
         return probe
@@ -446,6 +434,22 @@ def world(tmp_path, monkeypatch):
         monkeypatch.setattr(harness.backends.vllm.VLLMGenerator, "__init__", loaded("vllm engine"))
     except ImportError:
         pass
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    w = World(tmp_path / "case", monkeypatch)
+    w.tmp.mkdir()
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    monkeypatch.chdir(w.folder("cwd"))  # the default ./bench-results and ./data lie here
+    for var in ("BENCH_RESULTS", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("BENCH_DATA_DIR", str(DATA))
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(w.cache))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing here may reach the network
+    patch_loaders(monkeypatch, w.loads)
     yield w, system_tmp
 
 
