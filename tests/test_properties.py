@@ -162,8 +162,8 @@ def test_method_lists_name_registered_methods(text):
 @given(INPUT)
 @example("smok")
 def test_choice_options(text):
-    """--preset, --reading, --dtype, --backend (BENCH_BACKEND), --engine, --executor: a known name or one line
-    that lists the known ones."""
+    """--preset, --reading, --dtype, --backend (BENCH_BACKEND), --engine: a known name or one line that names the
+    value."""
     from harness.backends import BACKENDS, resolve_backend
     from harness.cli.export import check_engine
     from harness.cli.options import check_dtype, check_reading
