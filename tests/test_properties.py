@@ -272,14 +272,14 @@ ENV_VALUE = st.one_of(TEXT, NEAR, st.sampled_from(["", " ", "1", "0", "true", "O
 @given(ENV_VALUE)
 def test_every_environment_variable_parses_or_names_itself(value):
     """Each reader of an environment variable, given any value: a valid value or one line naming the variable."""
-    from harness.backends.vllm import check_cpu_env, eager
+    from harness.backends.vllm import check_cpu_env, eager_from_env
     from harness.cli.display import progress_seconds
     from harness.core import hub
     from harness.core.env import env_path, env_secret
 
     readers: list[tuple[str, Callable[[dict[str, str]], Any]]] = [
         ("BENCH_PROGRESS_SECONDS", progress_seconds),
-        ("BENCH_VLLM_EAGER", eager),
+        ("BENCH_VLLM_EAGER", eager_from_env),
         ("HF_HUB_OFFLINE", lambda env: hub.offline(environ=env)),
         ("HF_DATASETS_OFFLINE", lambda env: hub.offline(datasets=True, environ=env)),
         ("HF_ENDPOINT", hub.endpoint),

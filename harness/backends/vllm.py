@@ -81,10 +81,10 @@ def check_cpu_env(environ: Mapping[str, str]) -> None:
 def check_env(environ: Mapping[str, str] | None = None) -> None:
     """Every environment variable this backend reads, checked before a model loads (`check_model` calls it)."""
     check_cpu_env(os.environ if environ is None else environ)
-    eager(environ)
+    eager_from_env(environ)
 
 
-def eager(environ: Mapping[str, str] | None = None) -> bool:
+def eager_from_env(environ: Mapping[str, str] | None = None) -> bool:
     """`BENCH_VLLM_EAGER` (default on): 0 compiles the graph (~1 min more start-up, faster long runs)."""
     return env_flag("BENCH_VLLM_EAGER", True, environ)
 
@@ -140,7 +140,7 @@ class VLLMGenerator:
             raise BenchError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
         check_env()
         if enforce_eager is None:  # graph compilation costs ~1 min at start-up; worth it only for long runs
-            enforce_eager = eager()
+            enforce_eager = eager_from_env()
         from harness.backends.models import resolve_model
 
         resolved = resolve_model(model, revision)
