@@ -38,10 +38,8 @@ down; 3 rows minimum).
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
-import re
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -51,128 +49,23 @@ from harness.core.types import AnswerFormat, BenchError, Example, Splits, Task
 from tasks import formats
 from tasks.base import make_task
 from tasks.loader import Rows, make_splits, order_words, read_file, shuffled
+from tasks.sidecar import (
+    SIDECAR_SUFFIX,
+    SPLIT_NAMES,
+    SplitSizes,
+    check_bool,
+    check_max_tokens,
+    check_regex,
+    check_splits,
+    check_stop,
+    parse_answer_format,
+    read_sidecar,
+    sidecar_path,
+    utf8,
+)
 
 PREFIX = "custom:"
-SIDECAR_SUFFIX = ".task.json"
-SIDECAR_KEYS = (
-    "name",
-    "answer_format",
-    "options",
-    "extractor",
-    "description",
-    "answer_regex",
-    "case_sensitive",
-    "answer_max_tokens",
-    "stop",
-    "splits",
-)
-SPLIT_NAMES = ("train", "dev", "test")
-FORMAT_NAMES = ", ".join(f.value for f in AnswerFormat)
 ROW_SHAPE = '{"input": ..., "target": ...}'
-
-SplitSizes = tuple[tuple[str, int | float], ...]  # declared split sizes: (("train", 20), ("dev", 0.1))
-
-
-def sidecar_path(path: Path) -> Path | None:
-    """`<file>.task.json` (or `<stem>.task.json`) next to the data file, if it exists."""
-    for candidate in (path.with_name(path.name + SIDECAR_SUFFIX), path.with_name(path.stem + SIDECAR_SUFFIX)):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _did_you_mean(word: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def read_sidecar(path: Path) -> dict[str, Any]:
-    side = sidecar_path(path)
-    if side is None:
-        return {}
-    try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BenchError(f"malformed task file {side}: {exc}") from None
-    if not isinstance(data, dict):
-        raise BenchError(f"malformed task file {side}: expected a JSON object")
-    unknown = sorted(set(data) - set(SIDECAR_KEYS))
-    if unknown:
-        fields = "; ".join(f"{k!r}{_did_you_mean(k, SIDECAR_KEYS)}" for k in unknown)
-        known = ", ".join(SIDECAR_KEYS)
-        raise BenchError(f"task file {side}: unknown field(s) {fields} (known: {known})")
-    return data
-
-
-def _format(value: Any) -> AnswerFormat:
-    if isinstance(value, AnswerFormat):
-        return value
-    try:
-        return AnswerFormat(str(value).strip().lower().replace("-", "_").replace("/", "_"))
-    except ValueError:
-        raise BenchError(f"unknown answer format {value!r}: use one of {FORMAT_NAMES}") from None
-
-
-# ------------------------------------------------------------------------------------------ declared fields
-
-
-def check_regex(value: Any, where: str) -> str | None:
-    """`value` if it is a valid regular expression (or None), else a one-line BenchError naming `where`."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise BenchError(f"{where}: answer_regex must be a non-empty string, not {value!r}")
-    try:
-        re.compile(value)
-    except re.error as exc:
-        reason = " ".join(str(exc).split())
-        raise BenchError(f"{where}: answer_regex {value!r} is not a valid regular expression ({reason})") from None
-    return value
-
-
-def check_bool(value: Any, key: str, where: str) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    raise BenchError(f"{where}: {key} must be true or false, not {value!r}")
-
-
-def check_max_tokens(value: Any, where: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise BenchError(f"{where}: answer_max_tokens must be an integer of at least 1, not {value!r}")
-    return value
-
-
-def check_stop(value: Any, where: str) -> tuple[str, ...] | None:
-    """A stop string or a list of them ([] for none); empty strings are refused."""
-    if value is None:
-        return None
-    stops = [value] if isinstance(value, str) else value
-    if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) and s for s in stops):
-        raise BenchError(f"{where}: stop must be a non-empty string or a list of them, not {value!r}")
-    return tuple(stops)
-
-
-def check_splits(value: Any, where: str) -> SplitSizes | None:
-    """Declared split sizes, each a row count (int >= 1) or a fraction of the rows (0 < f < 1)."""
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not value:
-        example = '{"train": 20, "dev": 20}'
-        raise BenchError(f"{where}: splits must be an object such as {example}, not {value!r}")
-    out: list[tuple[str, int | float]] = []
-    for key, size in value.items():
-        if key not in SPLIT_NAMES:
-            raise BenchError(f"{where}: unknown split {key!r} in splits{_did_you_mean(str(key), SPLIT_NAMES)}: "
-                             f"use train, dev or test")
-        count = isinstance(size, int) and not isinstance(size, bool) and size >= 1
-        fraction = isinstance(size, float) and 0 < size < 1
-        if not (count or fraction):
-            raise BenchError(f"{where}: splits {key} must be a row count of at least 1 or a fraction between 0 "
-                             f"and 1, not {size!r}")
-        out.append((key, size))
-    return tuple(sorted(out, key=lambda kv: SPLIT_NAMES.index(kv[0])))
 
 
 # ------------------------------------------------------------------------------------------ rows
@@ -186,6 +79,9 @@ def _rows(path: Path) -> Rows:
         for key in ("input", "target"):
             if not isinstance(item.get(key), (str, int, float)) or isinstance(item.get(key), bool):
                 raise BenchError(f"malformed line in {rows.where(i)}: field {key!r} missing or not a string")
+            if not utf8(str(item[key])):
+                raise BenchError(f"malformed line in {rows.where(i)}: field {key!r} holds a lone surrogate escape "
+                                 "(such as \\ud800), which is no character: write the text as UTF-8")
         if "split" in item and item["split"] not in SPLIT_NAMES:
             where = rows.where(i)
             raise BenchError(f"malformed line in {where}: split {item['split']!r} is not train, dev or test")
@@ -311,12 +207,12 @@ def custom_task(
     rows = _rows(p)
     raw_format, format_from = declared("answer_format")
     golds = [str(r["target"]) for r in rows.items]
-    fmt = _format(raw_format) if raw_format is not None else formats.infer_format(golds)
+    fmt = parse_answer_format(raw_format) if raw_format is not None else formats.infer_format(golds)
     origin = ""
     if raw_format is not None:
         origin = "given as an argument" if answer_format is not None else f"declared in {side_file}"
     opts, where = declared("options")
-    if opts is not None and (isinstance(opts, str) or not all(isinstance(o, str) for o in opts)):
+    if opts is not None and (not isinstance(opts, (list, tuple)) or not all(isinstance(o, str) and utf8(o) for o in opts)):
         raise BenchError(f"{where}: options must be a list of strings, not {opts!r}")
     task_options = tuple(opts) if opts is not None and fmt.closed else ()
     if fmt.closed and not task_options:
@@ -331,6 +227,10 @@ def custom_task(
     stops = check_stop(*declared("stop"))
     sizes_value, sizes_from = declared("splits")
     sizes = check_splits(sizes_value, sizes_from)
+    for key in ("name", "description"):
+        value = side.get(key)
+        if value is not None and not (isinstance(value, str) and utf8(value)):
+            raise BenchError(f"task file {side_file}: {key} must be a string, not {value!r}")
     stem = str(name if name is not None else side.get("name") or p.stem).removeprefix(PREFIX)
     full_name = PREFIX + stem
     load = partial(load_custom, str(p), full_name, fmt, task_options,
@@ -338,7 +238,7 @@ def custom_task(
                    **({"origin": origin} if origin else {}))
     load()  # validate now: every line, ids, split sizes, and that no split is empty
     text, where = declared("extractor")
-    if text is not None and not isinstance(text, str):
+    if text is not None and not (isinstance(text, str) and utf8(text)):
         raise BenchError(f"{where}: extractor must be a string, not {text!r}")
     return make_task(
         full_name,

@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from harness.core.env import env_path
 from harness.core.hub import require_hub
 from harness.core.types import BenchError, Example, Splits
 
@@ -70,9 +71,9 @@ def data_root(data_dir: str | os.PathLike[str] | None = None) -> Path | None:
     gsm8k/ or folio/, else None (use the hub)."""
     if data_dir is not None and str(data_dir) != "":
         return Path(data_dir).expanduser()
-    env = os.environ.get(ENV_VAR, "").strip()
-    if env:
-        return Path(env).expanduser()
+    env = env_path(ENV_VAR)
+    if env is not None:
+        return env
     for candidate in map(Path, DEFAULT_DIRS):
         if any((candidate / sub).is_dir() for sub in DATA_SUBDIRS):
             return candidate
@@ -154,24 +155,35 @@ def _read_cached(path: str, jsonl: bool, size: int, mtime_ns: int) -> Rows:
         return _parse_jsonl(text, path)
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BenchError(f"malformed data file {path}: {exc.msg} at line {exc.lineno}") from None
+    except (ValueError, RecursionError) as exc:
+        raise BenchError(f"malformed data file {path}: {json_error(exc, at_line=True)}") from None
     items = data.get("examples") if isinstance(data, dict) else data
     if not isinstance(items, list) or not all(isinstance(r, dict) for r in items):
         raise BenchError(f"malformed data file {path}: expected {{\"examples\": [{{...}}, ...]}}")
     return Rows(tuple(items), path)
 
 
+def json_error(exc: Exception, at_line: bool = False) -> str:
+    """Why `json.loads` refused a text, in a few words: a syntax error, an integer of more digits than Python
+    converts (ValueError), or arrays nested deeper than the recursion limit (RecursionError)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno}" if at_line else exc.msg
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+
+
 def _parse_jsonl(text: str, path: str) -> Rows:
     items: list[dict[str, Any]] = []
     lines: list[int] = []
-    for n, line in enumerate(text.splitlines(), start=1):
+    # lines end at "\n" only: str.splitlines() would also cut at U+2028, U+0085, ..., which JSON strings may hold
+    for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BenchError(f"malformed data file {path} line {n}: {exc.msg}") from None
+        except (ValueError, RecursionError) as exc:
+            raise BenchError(f"malformed data file {path} line {n}: {json_error(exc)}") from None
         if not isinstance(row, dict):
             raise BenchError(f"malformed data file {path} line {n}: expected a JSON object")
         items.append(row)

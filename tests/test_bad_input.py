@@ -295,6 +295,45 @@ CASES = [
     Case("run: hub unreachable (no data folder)", run(), ("cannot be reached", "--data-dir"), setup=unreachable),
     Case("run: unknown model after a good one", lambda w: run("--models", f"{model_folder(w)},smollm3-135m")(w),
          ("unknown model 'smollm3-135m'",)),
+    # issue 23: found outside this table, trying inputs as a new user would
+    Case("run: --seeds ² (a superscript digit int() refuses)", run("--seeds", "²"), ("--seeds: bad seed list '²'", "ASCII digits")),
+    Case("run: --seeds in Arabic-Indic digits (int() reads them)", run("--seeds", "٠,١"),
+         ("--seeds: bad seed list '٠,١'", "ASCII digits like 0,1,2")),
+    Case("run: a huge seed range", run("--seeds", "0-100000000000"),
+         ("--seeds: the range '0-100000000000' holds 100000000001 seeds, more than 1000", "e.g. 0-2")),
+    Case("run: --dry-run --rate 0", run("--dry-run", "--rate", "0"),
+         ("--rate must be a number of task-model tokens per second above 0 (got 0)", "e.g. --rate 120")),
+    Case("run: --dry-run --rate -5", run("--dry-run", "--rate", "-5"), ("--rate must be", "above 0 (got -5)")),
+    Case("run: --dry-run --rate nan", run("--dry-run", "--rate", "nan"), ("--rate must be", "above 0 (got nan)")),
+    Case("run: --ray-address where no cluster answers", run("--executor", "ray", "--ray-address", "127.0.0.1:1"),
+         ("no Ray cluster answers at 127.0.0.1:1", "check --ray-address / RAY_ADDRESS", "ray start --head")),
+    Case("run: --ray-address that is no address", run("--executor", "ray", "--ray-address", "http://head"),
+         ("bad Ray address 'http://head'", "HEAD:PORT", "--ray-address / RAY_ADDRESS")),
+    Case("eval: BENCH_PROGRESS_SECONDS=abc", eval_(), ("BENCH_PROGRESS_SECONDS='abc' is not a number of seconds", "e.g. 15"),
+         setup=lambda w: w.monkeypatch.setenv("BENCH_PROGRESS_SECONDS", "abc")),
+    Case("optimize: BENCH_PROGRESS_SECONDS=-1", optimize(), ("BENCH_PROGRESS_SECONDS='-1'", "e.g. 15"),
+         setup=lambda w: w.monkeypatch.setenv("BENCH_PROGRESS_SECONDS", "-1")),
+    Case("eval: --seed in Arabic-Indic digits", eval_("--seed", "٣"), usage="--seed"),
+    # every environment variable the harness reads is checked where it is read, its name in the line
+    Case("eval: HF_ENDPOINT with a port that is no number", eval_("--model", "org/nonexistent-model"),
+         ("HF_ENDPOINT='http://127.0.0.1:abc' is not an http(s) URL", "https://huggingface.co"),
+         setup=lambda w: w.monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:abc")),
+    Case("eval: HF_HUB_OFFLINE neither on nor off", eval_("--model", "org/nonexistent-model"),
+         ("HF_HUB_OFFLINE='maybe' is neither on nor off", "1 or 0"),
+         setup=lambda w: w.monkeypatch.setenv("HF_HUB_OFFLINE", "maybe")),
+    Case("eval: BENCH_VLLM_EAGER neither on nor off", eval_("--backend", "vllm"), ("BENCH_VLLM_EAGER='maybe'", "1 or 0"),
+         setup=lambda w: w.monkeypatch.setenv("BENCH_VLLM_EAGER", "maybe")),
+    Case("eval: VLLM_CPU_KVCACHE_SPACE with a unit", eval_("--backend", "vllm"),
+         ("VLLM_CPU_KVCACHE_SPACE='2G' is not a whole number of GiB", "e.g. 2"),
+         setup=lambda w: w.monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "2G")),
+    Case("eval: OPENAI_API_KEY over two lines", eval_("--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"),
+         ("OPENAI_API_KEY holds whitespace or control characters", "on one line"),
+         setup=lambda w: w.monkeypatch.setenv("OPENAI_API_KEY", "sk-abc\ndef")),
+    Case("eval: BENCH_BACKEND unknown", eval_(), ("unknown backend 'tgi'", "BENCH_BACKEND"),
+         setup=lambda w: w.monkeypatch.setenv("BENCH_BACKEND", "tgi")),
+    Case("run: BENCH_CORE_LOCKS where no folder can be made", run("--executor", "ray", "--ray-address", "auto"),
+         ("cannot create the core lock folder", "BENCH_CORE_LOCKS"),
+         setup=lambda w: w.monkeypatch.setenv("BENCH_CORE_LOCKS", str(w.file("locks-file") / "sub"))),
     # ------------------------------------------------------------------ bench leaderboard
     Case("leaderboard: unknown format", lambda w: ["leaderboard", "--results", R(w), "--format", "xml"],
          ("unknown format 'xml'", "md, csv, html"), setup=one_source_run),
@@ -373,27 +412,15 @@ def tree(root: Path) -> dict[str, str]:
     return out
 
 
-@pytest.fixture
-def world(tmp_path, monkeypatch):
+def patch_loaders(monkeypatch: pytest.MonkeyPatch, loads: list[str]) -> None:
+    """Every way a command loads model weights appends to `loads` and raises `ModelLoaded`."""
     import harness.backends.hf
     import harness.backends.models
     import harness.backends.openai
 
-    w = World(tmp_path / "case", monkeypatch)
-    w.tmp.mkdir()
-    system_tmp = tmp_path / "system-tmp"
-    system_tmp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
-    monkeypatch.chdir(w.folder("cwd"))  # the default ./bench-results and ./data lie here
-    for var in ("BENCH_RESULTS", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("BENCH_DATA_DIR", str(DATA))
-    monkeypatch.setenv("BENCH_CACHE_DIR", str(w.cache))
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing here may reach the network
-
     def loaded(what: str) -> Callable[..., Any]:
         def probe(*args: Any, **kw: Any) -> Any:
-            w.loads.append(f"{what} {args[:1]}")
+            loads.append(f"{what} {args[:1]}")
             raise ModelLoaded(f"{what} was called: a model was loaded before the input was refused")
 
         return probe
@@ -407,6 +434,22 @@ def world(tmp_path, monkeypatch):
         monkeypatch.setattr(harness.backends.vllm.VLLMGenerator, "__init__", loaded("vllm engine"))
     except ImportError:
         pass
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    w = World(tmp_path / "case", monkeypatch)
+    w.tmp.mkdir()
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    monkeypatch.chdir(w.folder("cwd"))  # the default ./bench-results and ./data lie here
+    for var in ("BENCH_RESULTS", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("BENCH_DATA_DIR", str(DATA))
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(w.cache))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing here may reach the network
+    patch_loaders(monkeypatch, w.loads)
     yield w, system_tmp
 
 

@@ -14,7 +14,7 @@ BACKENDS = ("hf", "vllm", "openai", "auto")
 def resolve_backend(backend: str) -> str:
     """`auto` is vLLM when it is installed, else HF; other names are checked and returned as they are."""
     if backend not in BACKENDS:
-        raise BenchError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+        raise BenchError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)} (--backend or BENCH_BACKEND)")
     if backend == "auto":
         from harness.backends.vllm import available
 

@@ -124,7 +124,9 @@ DEFAULT_MODEL = "smollm2-135m"
 
 def cache_dir() -> Path:
     """Where converted models and the response cache live: $BENCH_CACHE_DIR or ~/.cache/greater-bench."""
-    return Path(os.environ.get("BENCH_CACHE_DIR") or Path.home() / ".cache" / "greater-bench")
+    from harness.core.env import env_path
+
+    return env_path("BENCH_CACHE_DIR") or Path.home() / ".cache" / "greater-bench"
 
 
 @dataclass(frozen=True, kw_only=True)

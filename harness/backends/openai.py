@@ -33,12 +33,12 @@ use `mode="completions"` for the likelihood reading.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from harness.core.env import env_secret
 from harness.core.types import BenchError, ChatPrompt, Generation, GenParams, Prompt, Sample
 
 MODES = ("chat", "completions")
@@ -69,6 +69,7 @@ class OpenAIGenerator:
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.api_key_env = api_key_env
+        env_secret(api_key_env)  # a malformed key fails here, in one line, not in the HTTP client
         self.mode = mode
         self.max_concurrency = max_concurrency
         self.max_retries = max_retries
@@ -97,7 +98,7 @@ class OpenAIGenerator:
             if self._client is None:
                 import openai
 
-                api_key = os.environ.get(self.api_key_env) or "EMPTY"
+                api_key = env_secret(self.api_key_env) or "EMPTY"
                 self._client = openai.OpenAI(
                     api_key=api_key,
                     base_url=self.base_url,

@@ -19,13 +19,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.backends import device_tag
 from harness.backends.codec import PromptCodec
 from harness.backends.hf import DTYPES  # the same dtype names on both engines
+from harness.core.env import env_flag, env_text
 from harness.core.types import BenchError, Generation, GenParams, Prompt, Sample
 
 INSTALL_HINT = (
@@ -44,6 +46,7 @@ def available() -> bool:
 def cpu_defaults(threads: int | None = None, environ: dict[str, str] | None = None) -> dict[str, str]:
     """vLLM's CPU settings this backend would add to `environ` (values the user set are kept)."""
     env = os.environ if environ is None else environ
+    check_cpu_env(env)
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     if threads:
         cores = cores[:threads]
@@ -57,6 +60,35 @@ def cpu_defaults(threads: int | None = None, environ: dict[str, str] | None = No
         "VLLM_LOGGING_LEVEL": "ERROR",
     }
     return {k: v for k, v in wanted.items() if k not in env}
+
+
+_CPU_LIST = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*", re.ASCII)  # "0-3", "0,2,5"
+
+
+def check_cpu_env(environ: Mapping[str, str]) -> None:
+    """vLLM's CPU settings a user set, checked before the engine reads them (vLLM would fail deep inside its start
+    with a traceback): VLLM_CPU_KVCACHE_SPACE a whole number of GiB, VLLM_CPU_OMP_THREADS_BIND `auto`, `nobind`,
+    `all` or core lists such as 0-3 or 0,2,5 (one per rank, separated by |)."""
+    space = env_text("VLLM_CPU_KVCACHE_SPACE", environ)
+    if space is not None and not (space.isascii() and space.isdigit()):
+        raise BenchError(f"VLLM_CPU_KVCACHE_SPACE={space!r} is not a whole number of GiB: set it to e.g. 2 (or unset it)")
+    bind = env_text("VLLM_CPU_OMP_THREADS_BIND", environ)
+    if bind is not None and bind not in ("auto", "nobind", "all") and not all(
+        _CPU_LIST.fullmatch(part) for part in bind.split("|")
+    ):
+        raise BenchError(f"VLLM_CPU_OMP_THREADS_BIND={bind!r} is not a core list: set it to e.g. 0-3 or 0,2 (or auto, "
+                         "or unset it)")
+
+
+def check_env(environ: Mapping[str, str] | None = None) -> None:
+    """Every environment variable this backend reads, checked before a model loads (`check_model` calls it)."""
+    check_cpu_env(os.environ if environ is None else environ)
+    eager_from_env(environ)
+
+
+def eager_from_env(environ: Mapping[str, str] | None = None) -> bool:
+    """`BENCH_VLLM_EAGER` (default on): 0 compiles the graph (~1 min more start-up, faster long runs)."""
+    return env_flag("BENCH_VLLM_EAGER", True, environ)
 
 
 def _core_list(cores: Sequence[int]) -> str:
@@ -108,6 +140,9 @@ class VLLMGenerator:
     ) -> None:
         if dtype not in DTYPES:
             raise BenchError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+        check_env()
+        if enforce_eager is None:  # graph compilation costs ~1 min at start-up; worth it only for long runs
+            enforce_eager = eager_from_env()
         from harness.backends.models import resolve_model
 
         resolved = resolve_model(model, revision)
@@ -117,8 +152,6 @@ class VLLMGenerator:
         for k, v in cpu_defaults(threads).items():
             os.environ[k] = v
         vllm = _import_vllm()
-        if enforce_eager is None:  # graph compilation costs ~1 min at start-up; worth it only for long runs
-            enforce_eager = os.environ.get("BENCH_VLLM_EAGER", "1") != "0"
         self.enforce_eager = enforce_eager
         self.llm = self._start(vllm, (self.path, self.revision, dtype, batch_size, enforce_eager, max_model_len))
         from transformers import AutoTokenizer

@@ -31,6 +31,8 @@ from harness.cli.options import (
     Preset,
     Reading,
     Results,
+    Seed,
+    SplitSeed,
     Threads,
     check_cache,
     check_dtype,
@@ -40,6 +42,7 @@ from harness.cli.options import (
     err,
     friendly,
     out,
+    seed_int,
 )
 from harness.core.io import check_writable
 from harness.core.spec import RunSpec, preset_settings
@@ -92,8 +95,8 @@ def eval_cmd(
     threads: Threads = None,
     batch_size: BatchSize = 8,
     reading: Reading = None,
-    split_seed: Annotated[int | None, typer.Option(help="Reshuffle rows before splitting (default: the paper's file order).")] = None,
-    seed: Annotated[int, typer.Option(help="Run seed (recorded; used by sampled decoding).")] = 0,
+    split_seed: SplitSeed = None,
+    seed: Annotated[int, typer.Option(parser=seed_int, help="Run seed (recorded; used by sampled decoding).")] = 0,
     cache: Cache = True,
     results: Results = None,  # type: ignore[assignment]  (None: BENCH_RESULTS or bench-results)
     data_dir: DataDir = None,
@@ -102,13 +105,14 @@ def eval_cmd(
     ] = "harness",
 ) -> None:
     """Evaluate one instruction with zero-shot chain of thought on tasks; print a table; write run folders."""
-    from harness.cli.display import Display
+    from harness.cli.display import Display, progress_seconds
     from harness.runner.data import RunData
     from harness.runner.pool import ModelPool
     from harness.runner.run import run_eval
     from tasks import expand_tasks
 
     results = results or default_results()
+    interval = progress_seconds()
     check_reading(reading)
     check_dtype(dtype)
     backend = resolve_backend(backend)  # recorded as the engine actually used
@@ -130,7 +134,7 @@ def eval_cmd(
     check_cache(cache)
     pool = ModelPool(cache=cache, threads=threads, batch_size=batch_size, device=device)
     summaries = []
-    with Display(err) as display:
+    with Display(err, interval=interval) as display:
         try:
             for spec in specs:
                 if not (results / spec.run_id / "summary.json").exists():
@@ -161,7 +165,7 @@ def optimize_cmd(
     model: Annotated[str, typer.Option(help="Task model: alias, local folder or hub id.")] = "smollm2-135m",
     task: Annotated[str, typer.Option(help="One task (`bench tasks`).")] = "bbh:navigate",
     preset: Preset = "cpu",
-    seed: Annotated[int, typer.Option(help="Root seed of the run.")] = 0,
+    seed: Seed = 0,
     position: Position = None,
     max_new_tokens: MaxNewTokens = None,
     optimizer_model: OptimizerModel = None,
@@ -183,7 +187,7 @@ def optimize_cmd(
 
     The same cell as `bench run` builds for these options: both commands reuse each other's run folders.
     """
-    from harness.cli.display import Display
+    from harness.cli.display import Display, progress_seconds
     from harness.runner.cells import Cell, GridSettings
     from harness.runner.data import RunData
     from harness.runner.grid import cell_optimizer, grid_specs, run_cell
@@ -191,6 +195,7 @@ def optimize_cmd(
     from tasks import get_task
 
     results = results or default_results()
+    interval = progress_seconds()
     check_reading(reading)
     check_dtype(dtype)
     get_task(task)
@@ -207,7 +212,7 @@ def optimize_cmd(
     check_writable(results)
     check_cache(cache)
 
-    with Display(err) as display:
+    with Display(err, interval=interval) as display:
         def progress(msg: str) -> None:
             display.note(msg if msg.startswith(method) else f"{method} {msg}")
 

@@ -7,13 +7,22 @@ or a pipe, as in CI or `nohup`): plain lines, one when a phase starts and ends a
 
 from __future__ import annotations
 
-import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
 
+from harness.core.env import env_number
 from harness.runner.progress import Phase, PhaseLines
+
+PROGRESS_ENV = "BENCH_PROGRESS_SECONDS"
+
+
+def progress_seconds(environ: Mapping[str, str] | None = None) -> float:
+    """At most one progress line every this many seconds in a log (`BENCH_PROGRESS_SECONDS`, default 15; 0: every
+    update). Commands read it before anything loads, so a bad value fails at once."""
+    return env_number(PROGRESS_ENV, 15.0, environ, what="a number of seconds (0 or more)", example="15")
 
 
 class Display:
@@ -23,7 +32,7 @@ class Display:
     def __init__(self, console: Console, *, interval: float | None = None, live: bool | None = None) -> None:
         self.console = console
         self.live = console.is_terminal if live is None else live
-        self.interval = interval if interval is not None else float(os.environ.get("BENCH_PROGRESS_SECONDS", "15"))
+        self.interval = interval if interval is not None else progress_seconds()
         self._bar: Any = None
         self._jobs: dict[str, Any] = {}
         self._phases: dict[str, Phase] = {}

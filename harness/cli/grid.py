@@ -96,6 +96,12 @@ def run_cmd(
 
     if executor not in EXECUTORS:
         raise BenchError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
+    from harness.runner.plan import check_rate
+    from harness.runner.ray_executor import check_ray_address, probe_ray
+
+    check_rate(rate)
+    if executor == "ray":  # its form now; whether a cluster answers there before the grid starts (not for --dry-run)
+        ray_address = check_ray_address(ray_address)
 
     results = results or default_results()
     check_reading(reading)
@@ -123,6 +129,11 @@ def run_cmd(
     grid_specs(make_cells(method_names, expand_tasks(tasks), model_names, seed_list), settings, RunData(data_dir))
     for model in model_names:
         check_model(model, settings.backend)
+    if executor == "ray":  # before the progress display starts
+        from harness.runner.ray_executor import lock_folder
+
+        probe_ray(ray_address)
+        lock_folder()
     check_writable(results)
     pool = ModelPool(cache=cache, threads=threads, batch_size=batch_size, device=device)
     pool_settings = {"cache": cache, "batch_size": batch_size, "device": device}

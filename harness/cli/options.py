@@ -7,7 +7,6 @@ so `--help` cannot drift from what a run does.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from harness.core.env import env_path, env_secret
 from harness.core.spec import DTYPES, PRESETS, preset_help
 from harness.core.types import READINGS, BenchError, PromptPosition
 
@@ -27,7 +27,7 @@ DEFAULT_RESULTS = Path("bench-results")  # the user's runs; the committed refere
 
 
 def default_results() -> Path:
-    return Path(os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS)
+    return env_path(RESULTS_ENV) or DEFAULT_RESULTS
 
 
 class Terminated(KeyboardInterrupt):
@@ -99,7 +99,12 @@ def check_model(model: str, backend: str, base_url: str | None = None) -> None:
     if backend == "openai":  # the server's own model name
         if not base_url:
             raise BenchError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        env_secret("OPENAI_API_KEY")  # what the client will send
         return
+    if backend == "vllm":  # its environment variables (BENCH_VLLM_EAGER, VLLM_CPU_*) before the engine reads them
+        from harness.backends.vllm import check_env
+
+        check_env()
     if model not in PACKAGED:  # aliases resolve by converting their GGUF: loading, so left to the load
         resolve_model(model)
 
@@ -112,6 +117,18 @@ def check_reading(reading: str | None) -> None:
 def check_dtype(dtype: str) -> None:
     if dtype not in DTYPES:
         raise BenchError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+
+
+def seed_int(value: Any) -> int:
+    """An integer in ASCII digits (click's INT is `int()`, which also reads '٣' as 3 and '1_0' as 10). A sign is
+    read, so a negative seed gets the run spec's own message."""
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    digits = text.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()):
+        raise typer.BadParameter(f"{value!r} is not a seed: use a non-negative integer in ASCII digits (0, 1, 2, ...)")
+    return int(text)
 
 
 _PRESETS = ", ".join(PRESETS.names())
@@ -198,4 +215,9 @@ DryRun = Annotated[
 ]
 Rate = Annotated[
     float | None, typer.Option(help="--dry-run: task-model tokens/s to estimate with (default: measured from finished cells).")
+]
+Seed = Annotated[int, typer.Option(parser=seed_int, help="Root seed of the run.")]
+SplitSeed = Annotated[
+    int | None,
+    typer.Option(parser=seed_int, help="Reshuffle rows before splitting (default: the paper's file order)."),
 ]

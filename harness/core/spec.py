@@ -28,6 +28,7 @@ KINDS = ("eval", "optimize")
 SPLITS = ("train", "dev", "test")
 ENGINES = ("hf", "vllm", "openai")  # resolved backends: `auto` never reaches a spec
 DTYPES = ("float32", "bfloat16", "float16")
+MAX_SEED = 2**32 - 1  # seeds of a run (--seed, --split-seed, --seeds): numpy's and most libraries' seed range
 Override = str | int | float | bool | None
 
 
@@ -191,6 +192,8 @@ class RunSpec:
         for flag, seed in (("--seed", self.seed), ("--split-seed", self.split_seed)):
             if seed is not None and seed < 0:
                 raise BenchError(f"{flag} must be a non-negative integer (got {seed}): use 0, 1, 2, ...")
+            if seed is not None and seed > MAX_SEED:
+                raise BenchError(f"{flag} {seed} is too large: seeds go from 0 to {MAX_SEED}")
         if self.primary_reading is not None and self.primary_reading not in READINGS:
             raise BenchError(f"unknown reading {self.primary_reading!r}: use one of {', '.join(READINGS)}")
         if self.budget is not None:

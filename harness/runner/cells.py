@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.core.spec import PRESETS, OptimizerEndpoint, Override, RunSpec
+from harness.core.spec import MAX_SEED, PRESETS, OptimizerEndpoint, Override, RunSpec
 from harness.core.types import BenchError, Budget, PromptPosition
 
 
@@ -79,21 +79,51 @@ def make_cells(methods: Sequence[str], tasks: Sequence[str], models: Sequence[st
     return [Cell(method=me, task=t, model=mo, seed=s) for mo in models for s in seeds for t in tasks for me in methods]
 
 
+MAX_SEEDS = 1000  # seeds in one list: a grid of more cells than this is a typo (0-100000000000), not a plan
+
+
 def parse_seeds(text: str) -> list[int]:
-    """"0,1,2" or "0-2" -> [0, 1, 2] (non-negative integers, duplicates dropped)."""
-    out: list[int] = []
+    """"0,1,2" or "0-2" -> [0, 1, 2]: non-negative integers in ASCII digits (not '²' or '٣', which int() reads),
+    duplicates dropped, order kept, at most MAX_SEEDS seeds of at most MAX_SEED each."""
+    out: dict[int, None] = {}
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
-        a, _, b = part.partition("-")
-        if not a.isdigit() or (b and not b.isdigit()):
-            raise BenchError(f"bad seed list {text!r}: use non-negative integers like 0,1,2 or a range 0-2")
-        if b and int(b) < int(a):
-            raise BenchError(f"seed range {part!r} runs backwards: write it low to high, e.g. {b}-{a}")
-        out.extend(range(int(a), int(b or a) + 1))
+        a, dash, b = (x.strip() for x in part.partition("-"))
+        if not _digits(a) or (dash and not _digits(b)):
+            raise BenchError(f"--seeds: bad seed list {text!r}: use non-negative integers in ASCII digits like 0,1,2 "
+                             "or a range 0-2")
+        lo, hi = int(a), int(b) if dash else int(a)
+        if hi < lo:
+            raise BenchError(f"--seeds: seed range {part!r} runs backwards: write it low to high, e.g. {hi}-{lo}")
+        if hi - lo + 1 > MAX_SEEDS:  # checked before the range is expanded (no MemoryError)
+            raise BenchError(f"--seeds: the range {part!r} holds {hi - lo + 1} seeds, more than {MAX_SEEDS}: "
+                             "a grid runs a few (e.g. 0-2)")
+        if hi > MAX_SEED:
+            raise BenchError(f"--seeds: seed {hi} is too large: seeds go from 0 to {MAX_SEED}")
+        out.update(dict.fromkeys(range(lo, hi + 1)))
+        if len(out) > MAX_SEEDS:
+            raise BenchError(f"--seeds: the list {text!r} holds more than {MAX_SEEDS} seeds: a grid runs a few (e.g. 0-2)")
     if not out:
-        raise BenchError("no seed given: use e.g. --seeds 0 or --seeds 0,1,2")
-    return list(dict.fromkeys(out))
+        raise BenchError("--seeds: no seed given: use e.g. --seeds 0 or --seeds 0,1,2")
+    return list(out)
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def format_seeds(seeds: Sequence[int]) -> str:
+    """The text `parse_seeds` reads back as `seeds`: runs of consecutive seeds as ranges ([0, 1, 2, 5] -> "0-2,5")."""
+    parts: list[str] = []
+    i = 0
+    while i < len(seeds):
+        j = i
+        while j + 1 < len(seeds) and seeds[j + 1] == seeds[j] + 1:
+            j += 1
+        parts.append(str(seeds[i]) if j == i else f"{seeds[i]}-{seeds[j]}")
+        i = j + 1
+    return ",".join(parts)
 
 
 def parse_list(text: str, what: str) -> list[str]:

@@ -16,12 +16,14 @@ the total, and the wall time at the requested parallelism.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.spec import RunSpec
+from harness.core.types import BenchError
 from harness.runner.records import RunFolder
 
 # Task-model tokens of one cell's optimization when nothing better is known: the reference records' means
@@ -29,6 +31,15 @@ from harness.runner.records import RunFolder
 DEFAULT_TOKENS = {"smoke": 2_000, "cpu": 65_000, "paper": 2_000_000}
 DEFAULT_RATE = 120.0  # task-model tokens/s: smollm2-135m, HF float32, batch 8, one core (docs/benchmarks.md)
 REFERENCE = Path(__file__).resolve().parents[2] / "results"
+
+
+def check_rate(rate: float | None) -> float | None:
+    """`--rate`: a finite number of task-model tokens per second above 0 (0 would divide by zero, a negative or
+    NaN rate would print negative or zero estimates)."""
+    if rate is not None and not (math.isfinite(rate) and rate > 0):
+        raise BenchError(f"--rate must be a number of task-model tokens per second above 0 (got {rate:g}): e.g. "
+                         f"--rate {DEFAULT_RATE:g}, or leave it out to use the rate of finished cells")
+    return rate
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,7 @@ def make_plan(specs: Sequence[RunSpec], out: str | Path, *, parallel: int = 1, r
     """The plan of `specs` against the results folder `out` (and the finished cells of `reference`).
     `eval_rows`: task -> dev + test rows each cell scores at the end."""
     same_folder = reference is not None and Path(reference).resolve() == Path(out).resolve()
+    check_rate(rate)
     known = _finished_costs([Path(out)] + ([Path(reference)] if reference and not same_folder else []))  # each cell once
     if rate is None:
         rates = [f.tokens / f.wall for f in known]

@@ -20,7 +20,10 @@ needs and hands cells to actors:
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
+import re
 import signal
 import socket
 import threading
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.core.env import env_path
 from harness.core.spec import RunSpec
 from harness.core.types import BenchError
 from harness.runner.child import Send
@@ -39,6 +43,56 @@ RESTARTS = 5  # a dead worker is replaced this many times (per actor); its cell 
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_ENDPOINT", "HF_HOME", "BENCH_VLLM_EAGER",
                  "VLLM_CPU_KVCACHE_SPACE", "TOKENIZERS_PARALLELISM", "BENCH_DATA_DIR")
 LOCAL_ONLY_ENV = ("BENCH_CACHE_DIR", "PYTHONPATH")  # paths of this machine: forwarded to a local instance only
+
+
+ADDRESS_HELP = ("use HEAD:PORT (what `ray start --head` prints, e.g. 10.0.0.5:6379), ray://HEAD:10001, auto (the "
+                "cluster this machine joined), or leave --ray-address / RAY_ADDRESS out for a new local instance")
+PROBE_SECONDS = 3.0  # a head that does not answer this fast is not there: Ray itself would retry for minutes
+_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def check_ray_address(address: str | None) -> str | None:
+    """`--ray-address` / RAY_ADDRESS: None (blank) for a new local instance, "auto", "local", HOST:PORT or
+    ray://HOST:PORT (HOST a name, an IPv4 address or an [IPv6] one). Anything else is a one-line BenchError
+    here, before Ray would print its own multi-line warnings."""
+    text = (address or "").strip()
+    if not text:
+        return None
+    if text in ("auto", "local"):
+        return text
+    if _endpoint(text) is None:
+        raise BenchError(f"bad Ray address {text!r}: {ADDRESS_HELP}")
+    return text
+
+
+def _endpoint(address: str) -> tuple[str, int] | None:
+    """(host, port) of HOST:PORT or ray://HOST:PORT; None when `address` has neither form."""
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            return str(ipaddress.IPv6Address(host[1:-1])), int(port)
+        except ValueError:
+            return None
+    if not host.isascii() or len(host) > 253 or not all(_LABEL.fullmatch(label) for label in host.split(".")):
+        return None
+    return host, int(port)
+
+
+def probe_ray(address: str | None, timeout: float = PROBE_SECONDS) -> None:
+    """Fail in one line when nothing listens at a HOST:PORT address (Ray would retry for minutes, printing
+    warnings); "auto", "local" and None are Ray's own to resolve."""
+    endpoint = _endpoint(address) if address not in (None, "auto", "local") else None
+    if endpoint is None:
+        return
+    try:
+        with socket.create_connection(endpoint, timeout=timeout):
+            return
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise BenchError(f"no Ray cluster answers at {address} ({reason}): check --ray-address / RAY_ADDRESS "
+                         "(`ray start --head` on the head node prints the address)") from None
 
 
 def import_ray() -> Any:
@@ -63,13 +117,24 @@ class RaySettings:
     def __post_init__(self) -> None:
         if self.cell_cpus is not None and self.cell_cpus < 1:
             raise BenchError(f"--cell-cpus must be at least 1 (got {self.cell_cpus})")
-        if self.cell_gpus is not None and self.cell_gpus < 0:
-            raise BenchError(f"--cell-gpus must not be negative (got {self.cell_gpus})")
+        if self.cell_gpus is not None and not (math.isfinite(self.cell_gpus) and self.cell_gpus >= 0):
+            raise BenchError(f"--cell-gpus must be a number of GPUs of 0 or more, such as 1 or 0.5 (got {self.cell_gpus:g})")
         if self.max_parallel is not None and self.max_parallel < 1:
             raise BenchError(f"--max-parallel must be at least 1 (got {self.max_parallel})")
 
 
 # ------------------------------------------------------------------------------------------ the worker
+
+
+def lock_folder() -> Path:
+    """Where cells of a node lock their cores: `BENCH_CORE_LOCKS`, default /tmp/greater-bench-cores-UID (created)."""
+    folder = env_path("BENCH_CORE_LOCKS") or Path(f"/tmp/greater-bench-cores-{os.getuid()}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BenchError(f"cannot create the core lock folder {folder} ({e.strerror or type(e).__name__}): set "
+                         "BENCH_CORE_LOCKS to a writable local folder (or unset it)") from None
+    return folder
 
 
 def claim_cores(n: int) -> tuple[list[int], list[Any]]:
@@ -79,8 +144,7 @@ def claim_cores(n: int) -> tuple[list[int], list[Any]]:
     import fcntl
 
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    folder = Path(os.environ.get("BENCH_CORE_LOCKS") or f"/tmp/greater-bench-cores-{os.getuid()}")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = lock_folder()
     held: list[tuple[int, Any]] = []
     for core in cores:
         f = open(folder / f"core-{core}.lock", "w")  # noqa: SIM115  (kept open: the lock lives as long as the file)
@@ -162,7 +226,9 @@ class RayExecutor:
     def __enter__(self) -> RayExecutor:
         ray = self.ray = import_ray()
         if not ray.is_initialized():
-            address = self.settings.address or os.environ.get("RAY_ADDRESS") or None
+            address = check_ray_address(self.settings.address or os.environ.get("RAY_ADDRESS"))
+            probe_ray(address)
+            lock_folder()  # this node's (a worker on it would fail with a traceback)
             local = address is None or address == "local"
             env = {k: os.environ[k] for k in FORWARDED_ENV + (LOCAL_ONLY_ENV if local else ()) if k in os.environ}
             main = threading.current_thread() is threading.main_thread()
