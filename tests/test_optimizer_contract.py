@@ -16,8 +16,9 @@ from fakeworld import make_ctx, messy_optimizer, parity_task, scripted_models
 
 from baselines.fixed import FixedPrompt
 from harness.backends.fake import ScriptedGenerator
+from harness.core.context import Optimizer
 from harness.core.methods import load_methods, make_optimizer
-from harness.core.types import Budget, Cost, Needs, Optimizer, OptimizeResult, PromptCandidate
+from harness.core.types import Budget, Cost, Needs, OptimizeResult, PromptCandidate
 
 METHODS = load_methods()
 TASK = parity_task()

@@ -184,9 +184,10 @@ def optimize_cmd(
     The same cell as `bench run` builds for these options: both commands reuse each other's run folders.
     """
     from harness.cli.display import Display
+    from harness.runner.cell import cell_optimizer, run_cell
     from harness.runner.cells import Cell, GridSettings
     from harness.runner.data import RunData
-    from harness.runner.grid import cell_optimizer, grid_specs, run_cell
+    from harness.runner.grid import grid_specs
     from harness.runner.pool import ModelPool
     from tasks import get_task
 

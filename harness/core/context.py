@@ -1,4 +1,5 @@
-"""What every optimizer is handed (`OptimizeContext`), the shared cost meter, scoring, and checkpoints.
+"""The `Optimizer` protocol and what every optimizer is handed (`OptimizeContext`): the shared cost meter, scoring,
+and checkpoints.
 
 An optimizer touches nothing but its `ctx`: the task model it scores prompts with, the optimizer LLM it
 asks for new prompts, the gradient model (GReaTer), the budget and cost meter, a seeded RNG and the step
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from harness.core.io import append_jsonl, read_jsonl
 from harness.core.spec import NO_PRESET
@@ -26,6 +27,8 @@ from harness.core.types import (
     Generator,
     GenParams,
     GradientModel,
+    Needs,
+    OptimizeResult,
     Prompt,
     PromptPosition,
     Task,
@@ -174,3 +177,20 @@ def _rng_to_json(state: tuple) -> list:
 def _rng_from_json(state: list) -> tuple:
     version, internal, gauss = state
     return (version, tuple(internal), gauss)
+
+
+@runtime_checkable
+class Optimizer(Protocol):
+    """Every prompt optimizer: hyper-parameters in the constructor, data in the call.
+
+    `needs` says what the runner must put into the context (`Needs`); `optimize` touches nothing but its
+    context (`OptimizeContext`: models, budget, cost meter, seeded RNG, step log).
+    """
+
+    name: str
+    needs: Needs
+
+    def optimize(
+        self, task: Task, train: Sequence[Example], dev: Sequence[Example], ctx: OptimizeContext
+    ) -> OptimizeResult:
+        ...

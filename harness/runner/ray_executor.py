@@ -121,7 +121,7 @@ class CellWorker:
                 "worker": ctx.get_actor_id(), "cores": self.cores}
 
     def run(self, spec: dict[str, Any], k: int, data_dir: str | None, out: str, messages: Any) -> list[Any]:
-        from harness.runner.grid import run_cell
+        from harness.runner.cell import run_cell
         from harness.runner.progress import PhaseLines
 
         where = self.where()

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.core.context import OptimizeContext
+from harness.core.context import OptimizeContext, Optimizer
 from harness.core.spec import RunSpec
-from harness.core.types import ZERO_SHOT_COT, Budget, Example, Generator, GradientModel, Optimizer, Task
+from harness.core.types import ZERO_SHOT_COT, Budget, Example, Generator, GradientModel, Task
 from harness.evaluation.evaluate import EvalResult, ProgressFn, evaluate
 from harness.runner.data import RunData
 from harness.runner.records import RunFolder
