@@ -40,6 +40,7 @@ from harness.cli.options import (
     err,
     friendly,
     out,
+    print_table,
 )
 from harness.core.io import check_writable
 from harness.core.spec import RunSpec, preset_settings
@@ -59,7 +60,7 @@ def tasks_cmd() -> None:
     for name in names:
         t = get_task(name)
         table.add_row(name, t.answer_format.value, " ".join(t.options) or "-")
-    out.print(table)
+    print_table(table)
     out.print("groups: bbh (all 27 BBH tasks), bbh21 (the 21 of the GReaTer paper); custom tasks: custom:PATH.jsonl")
 
 
@@ -71,7 +72,7 @@ def models_cmd() -> None:
     table = Table("alias", "description", "status")
     for row in list_models():
         table.add_row(row["alias"], row["description"], row["status"])
-    out.print(table)
+    print_table(table)
     out.print("Also accepted: a local Hugging Face model folder, or a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct.")
 
 
@@ -152,7 +153,7 @@ def methods_cmd() -> None:
     table = Table("method", "what it does", box=None, show_header=False)
     for name, about in describe_methods():
         table.add_row(name, about)
-    out.print(table)
+    print_table(table)
 
 
 @friendly
@@ -218,7 +219,7 @@ def optimize_cmd(
     table = Table("", "prompt", "dev", "test", title=f"{method} on {task} ({model}, preset {preset}, seed {seed})")
     table.add_row("optimized", summary["prompt"], f"{100 * summary['dev_accuracy']:.1f}", f"{100 * summary['test_accuracy']:.1f}")
     table.add_row("zero-shot CoT", ZERO_SHOT_COT, "", f"{100 * summary['zero_shot_cot_test_accuracy']:.1f}")
-    out.print(table)
+    print_table(table)
     c = summary["cost"]
     out.print(
         f"cost: task calls {c['task_calls']}, task tokens {c['task_tokens_in'] + c['task_tokens_out']}, "
@@ -245,7 +246,7 @@ def _print_summaries(summaries: list[tuple[RunSpec, dict[str, Any]]], out_dir: P
             cells.append(f"{100 * v['accuracy']:.0f}{star} [{100 * lo:.0f}-{100 * hi:.0f}]")
         inv = s["readings"].get("greedy", {}).get("invalid")
         table.add_row(spec.task, str(s["n"]), *cells, "-" if inv is None else f"{100 * inv:.0f}%", f"{s['mean_reasoning_tokens']:.0f}")
-    out.print(table)
+    print_table(table)
     for _spec, s in summaries:
         for note in s.get("notes", []):
             out.print(f"note: {note}")

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from harness.cli.options import DataDir, err, friendly, out
+from harness.cli.options import DataDir, err, friendly, out, print_table
 from harness.core.types import BenchError
 
 export_app = typer.Typer(help="Export a stored run for other tools.", no_args_is_help=True)
@@ -61,7 +61,7 @@ def cross_check(engine: str, run_dirs: list[Path], *, data_dir: Path | None, bat
     for run_dir in run_dirs:
         err.print(f"lm-eval: {run_dir.name}", highlight=False)
         rec = cross_check_run(run_dir, data_dir=data_dir, batch_size=batch_size)
-        out.print(_table(rec, Table))
+        print_table(_table(rec, Table))
         out.print(f"lm-eval record: {run_dir / 'lmeval.json'}")
 
 

@@ -44,6 +44,7 @@ from harness.cli.options import (
     err,
     friendly,
     out,
+    print_table,
 )
 from harness.core.types import BenchError
 
@@ -233,7 +234,7 @@ def transfer_cmd(
         table = Table("optimized on \\ evaluated on", *map(str, m.columns), title=matrix_title(preset, method, m))
         for src, row in m.iterrows():
             table.add_row(str(src), *(pct(v) for v in row))
-        out.print(table)
+        print_table(table)
     if not matrices:
         out.print("no transfer pairs: every prompt was optimized on the evaluation models themselves")
     out.print(f"matrices (CSV, PNG) in {report_dir}")
@@ -284,7 +285,7 @@ def _dry_run(methods: list[str], tasks: str, models: list[str], seeds: list[int]
     for c in plan.cells:
         s = c.spec
         table.add_row(s.method, s.task, s.model, str(s.seed), c.status, count(c.tokens), seconds(c.seconds))
-    out.print(table)
+    print_table(table)
     todo = sum(1 for c in plan.cells if c.status != "finished")
     measured = sum(1 for c in plan.cells if c.measured and c.status != "finished")
     out.print(f"{todo} of {len(specs)} cells to run: ~{count(plan.tokens)} task-model tokens, {seconds(plan.seconds)} of "
@@ -332,7 +333,7 @@ def _print_records(console: Any, records: list[dict[str, Any]]) -> None:
             r["method"], r["task"], r["model"], str(r["seed"]), f"{100 * r['test_accuracy']:.1f}",
             f"{100 * r['zero_shot_cot_test_accuracy']:.1f}", f"{wall:.0f} s", r["prompt"][:80],
         )
-    console.print(table)
+    print_table(table, console)
 
 
 @friendly
