@@ -161,18 +161,23 @@ def leaderboard_cmd(
     format: Annotated[str, typer.Option("--format", help="md (README), csv (analysis) or html (a self-contained page).")] = "md",
     output: Annotated[Path | None, typer.Option(help="Write here (default: stdout; html: RESULTS/leaderboard.html).")] = None,
     plots: Annotated[Path | None, typer.Option(help="Also save the plots as PNG files in this folder.")] = None,
+    data_dir: DataDir = None,
 ) -> None:
-    """Build the comparison table from the stored records (it is regenerated, never edited)."""
+    """Build the comparison table from the stored records (it is regenerated, never edited). The task data
+    (--data-dir) gives the leakage check of records written before runs stored it."""
     from harness.core.io import atomic_write_text
     from harness.reports import leaderboard as report
     from harness.reports import render
+    from harness.reports.loading import load_records, with_leakage
+    from harness.runner.data import RunData
 
     results = results or default_results()
     if format not in FORMATS:
         raise BenchError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
-    records = report.load_records(results)
+    records = load_records(results)
     if not records:
         raise BenchError(f"no finished runs in {results}: run `bench run` first")
+    records = with_leakage(records, RunData(data_dir))
     board = report.leaderboard(records)
     if format == "md":
         text = render.to_markdown(board, report.transfer_matrices(records), report.transfer_leaderboard(records))
@@ -310,10 +315,11 @@ def _methods(text: str) -> list[str]:
 def _save_plots(records: Any, board: Any, folder: Path) -> None:
     from harness.reports import leaderboard as report
     from harness.reports import plots as P
+    from harness.reports.curves import curves
 
     P.save(P.accuracy_bars(board), folder / "accuracy.png")
     P.save(P.cost_vs_accuracy(board), folder / "cost_vs_accuracy.png")
-    c = report.curves(records)
+    c = curves(records)
     if not c.empty:
         P.save(P.optimization_curves(c), folder / "curves.png")
     for (preset, method), m in report.transfer_matrices(records).items():

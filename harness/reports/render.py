@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from harness.core.types import READINGS
+from harness.evaluation.prompt_checks import FLAG_WORDS
 from harness.reports.leaderboard import matrix_title
 
 NOTE = (
@@ -25,7 +26,12 @@ NOTE = (
     "over common seeds; with one seed this is the exact McNemar test). Cost: mean per cell; tokens = task + "
     "optimizer model, in + out; calls = prompts sent to either model; wall = optimization time, '(cached)' when most of the "
     "cell's calls were answered by the response cache (its tokens and calls are the work the method asked for; "
-    "the wall time is not)."
+    "the wall time is not). dev−test: the found prompt's dev accuracy minus its test accuracy (points) with a 95% "
+    "interval (a difference of two independent proportions, dev n and test n; over seeds the wider of that and the "
+    "t interval): dev is where most methods select, so a gap above zero beyond the interval is selection overfitting. "
+    "prompt tok: the prompt's length (words and punctuation marks, the same rule for every model); reasoning tok: "
+    "mean reasoning tokens it induced at test. leak: the longest run of words the prompt shares with any train, dev "
+    f"or test input or gold of its task; {FLAG_WORDS} or more is flagged (⚠) with the split."
 )
 
 
@@ -53,6 +59,22 @@ def pvalue(p: Any) -> str:
     if _isnan(p):
         return "-"
     return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def gap_ci(row: Mapping[str, Any]) -> str:
+    """Dev minus test accuracy in points with its interval."""
+    g, lo, hi = row.get("dev_minus_test"), row.get("dmt_low"), row.get("dmt_high")
+    if _isnan(g):
+        return "-"
+    return f"{100 * g:+.1f}" if _isnan(lo) or _isnan(hi) else f"{100 * g:+.1f} [{100 * lo:+.0f},{100 * hi:+.0f}]"
+
+
+def leak(row: Mapping[str, Any]) -> str:
+    """The longest shared word run; flagged with its split from `FLAG_WORDS` words on; "-" when unknown."""
+    n = row.get("leak_words")
+    if _isnan(n):
+        return "-"
+    return f"⚠ {n:.0f} {row.get('leak_split')}" if n >= FLAG_WORDS else f"{n:.0f}"
 
 
 def count(x: Any) -> str:
@@ -85,6 +107,10 @@ AVERAGE_COLUMNS = [
     ("p vs zs-cot", lambda r: pvalue(r.get("p_vs_zs_cot")), "p_vs_zs_cot"),
     ("p vs greater", lambda r: pvalue(r.get("p_vs_greater")), "p_vs_greater"),
     ("dev %", lambda r: pct(r.get("dev_accuracy")), "dev_accuracy"),
+    ("dev−test [95% CI]", gap_ci, "dev_minus_test"),
+    ("prompt tok", lambda r: count(r.get("prompt_tokens")), "prompt_tokens"),
+    ("reasoning tok", lambda r: count(r.get("reasoning_tokens")), "reasoning_tokens"),
+    ("leak", leak, "leak_words"),
     ("tokens", lambda r: count(r.get("tokens")), "tokens"),
     ("calls", lambda r: count(r.get("calls")), "calls"),
     ("wall", lambda r: wall(r.get("wall_seconds"), r.get("cached_share")), "wall_seconds"),
@@ -254,6 +280,7 @@ def to_html(
 def page(records: Sequence[Any], *, with_plots: bool = True, title: str = "greater-bench leaderboard") -> str:
     """The HTML page of a set of `harness.reports.leaderboard.CellRecord`s: leaderboard, transfer, prompts and plots."""
     from harness.reports import leaderboard as report
+    from harness.reports.curves import curves
 
     board = report.leaderboard(records)
     transfer = report.transfer_matrices(records)
@@ -263,7 +290,7 @@ def page(records: Sequence[Any], *, with_plots: bool = True, title: str = "great
 
         plots["accuracy per task and method"] = P.png(P.accuracy_bars(board))
         plots["cost vs accuracy"] = P.png(P.cost_vs_accuracy(board))
-        c = report.curves(records)
+        c = curves(records)
         if not c.empty:
             plots["optimization curves"] = P.png(P.optimization_curves(c))
         for (preset, method), m in transfer.items():

@@ -11,6 +11,7 @@ from harness.core.context import OptimizeContext, Optimizer
 from harness.core.spec import RunSpec
 from harness.core.types import ZERO_SHOT_COT, Budget, Example, Generator, GradientModel, Task
 from harness.evaluation.evaluate import EvalResult, ProgressFn, evaluate
+from harness.evaluation.prompt_checks import leakage
 from harness.runner.data import RunData
 from harness.runner.records import RunFolder
 
@@ -116,6 +117,7 @@ def run_optimize(
             "gradient_model": gradient_model.identity if gradient_model is not None else None,
             "cost": ctx.cost.to_dict(), "evaluation": evaluation, "candidates": [c.text for c in result.candidates],
             "meta": dict(result.meta),
+            "leakage": leakage(best, splits),  # the longest word run the prompt shares with the task's rows
             "ran_on": placement or {},  # where it ran (executor, node, worker): not part of the run id
         }
         folder.finish(summary, test.examples)
