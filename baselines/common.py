@@ -20,9 +20,9 @@ from typing import Any
 
 from harness.core.config import configure  # noqa: F401  (re-exported: every method configures the same way)
 from harness.core.context import OptimizeContext
+from harness.core.text import word_runs
 from harness.core.types import ChatPrompt, Example, GenParams, PromptPosition, Task
 from harness.evaluation.evaluate import build_prompt
-from harness.evaluation.prompt_checks import word_runs
 
 MAX_PROMPT_CHARS = 600  # an instruction longer than this is cut (at a sentence end when there is one)
 REASONING_CHARS = 400  # how much of the task model's reasoning an error report shows
@@ -400,7 +400,9 @@ def mean_score(stat: tuple[int, int]) -> float:
     return wins / n if n else 0.0
 
 
-def rank(stats: Mapping[str, tuple[int, int]]) -> list[str]:
-    """Arms by mean score, best first; ties go to the arm tried more, then to the earlier one."""
+def rank(stats: Mapping[str, tuple[int, int]], ctx: OptimizeContext | None = None) -> list[str]:
+    """Arms (prompts) by mean score, best first; ties go to the arm tried more, then to the earlier one. With
+    `ctx`, by its selection score (the run's length penalty subtracted: `OptimizeContext.selection_score`)."""
     order = list(stats)
-    return sorted(order, key=lambda a: (-mean_score(stats[a]), -stats[a][1], order.index(a)))
+    score = (lambda a: ctx.selection_score(a, mean_score(stats[a]))) if ctx is not None else (lambda a: mean_score(stats[a]))
+    return sorted(order, key=lambda a: (-score(a), -stats[a][1], order.index(a)))

@@ -245,7 +245,8 @@ class Fitness:
         return self.scored[self.index[key]][0]
 
     def of(self, text: str) -> float:
-        return self.scored[self.index[normalise(text)]][1]
+        """The fitness: accuracy on the fitness split, less the run's length penalty (`OptimizeContext.selection_score`)."""
+        return self.ctx.selection_score(text, self.scored[self.index[normalise(text)]][1])
 
     def rank(self, texts: Sequence[str]) -> list[str]:
         """Best first; ties: the earlier-scored prompt."""

@@ -197,7 +197,7 @@ class TextGrad:
         if ctx.out_of_budget():
             return {**base, "proposed": new, "update": "none (budget)"}
         new_dev = outcomes.accuracy(new, dev_set)
-        keep = new_dev >= st["current_dev"]
+        keep = ctx.selection_score(new, new_dev) >= ctx.selection_score(st["current"], st["current_dev"])
         ctx.progress(f"textgrad epoch {st['epoch'] + 1} step {st['step'] + 1}: dev {st['current_dev']:.2f} -> "
                      f"{new_dev:.2f} {'kept' if keep else 'reverted'}: {new!r}")
         if keep:

@@ -9,8 +9,9 @@ import math
 import pytest
 from gridworld import write_run
 
+from harness.core.text import prompt_tokens
 from harness.core.types import Example, Splits
-from harness.evaluation.prompt_checks import FLAG_WORDS, leakage, longest_shared_run, prompt_tokens
+from harness.evaluation.prompt_checks import FLAG_WORDS, leakage, longest_shared_run
 from harness.reports import leaderboard as report
 from harness.reports import render
 from harness.reports.loading import load_records, with_leakage
@@ -84,3 +85,14 @@ def test_leaderboard_dev_minus_test_leak_flag_and_prompt_cost(tmp_path):
     assert "⚠" not in next(ln for ln in md.splitlines() if "| zs-cot |" in ln)
     unknown = report.leaderboard(load_records(tmp_path))  # no data: leakage unknown, shown as "-", never as clean
     assert math.isnan(unknown[unknown["method"] == "ape"].iloc[0]["leak_words"])
+
+
+def test_pareto_front_and_the_page_shows_it(tmp_path):
+    from harness.reports.plots import pareto_front
+
+    pts = [(10, 50, "a"), (20, 60, "b"), (15, 40, "c"), (30, 60, "d"), (5, 45, "e")]
+    assert [p[2] for p in pareto_front(pts)] == ["e", "a", "b"]  # c is beaten by a, d by b
+    write_run(tmp_path, method="ape", correct=[1, 0], dev=0.5, prompt="Be brief.")
+    page = render.page(load_records(tmp_path))
+    assert "<h2>Pareto: accuracy vs prompt tokens and vs inference (reasoning) tokens</h2>" in page
+    assert "<th class=\"\">prompt tok</th>" in page and "<th class=\"\">leak</th>" in page

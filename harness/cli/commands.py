@@ -23,6 +23,7 @@ from harness.cli.options import (
     Device,
     Dtype,
     EvalPreset,
+    LengthPenalty,
     Limit,
     MaxNewTokens,
     OptimizerBackend,
@@ -170,6 +171,7 @@ def optimize_cmd(
     base_url: BaseUrl = None,
     backend: Backend = "auto",
     budget_tokens: BudgetTokens = None,
+    length_penalty: LengthPenalty = 0.0,
     reading: Reading = None,
     limit: Limit = None,
     dtype: Dtype = "float32",
@@ -198,7 +200,7 @@ def optimize_cmd(
     get_task(task)
     settings = GridSettings(
         preset=preset, position=position, max_new_tokens=max_new_tokens, limit=limit, reading=reading, dtype=dtype,
-        budget_tokens=budget_tokens, optimizer_model=optimizer_model, optimizer_backend=optimizer_backend,
+        budget_tokens=budget_tokens, length_penalty=length_penalty, optimizer_model=optimizer_model, optimizer_backend=optimizer_backend,
         base_url=base_url, backend=backend,
     )
     data = RunData(data_dir)

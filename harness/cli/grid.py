@@ -24,6 +24,7 @@ from harness.cli.options import (
     Dtype,
     Executor,
     Isolate,
+    LengthPenalty,
     Limit,
     MaxNewTokens,
     MaxParallel,
@@ -65,6 +66,7 @@ def run_cmd(
     limit: Limit = None,
     reading: Reading = None,
     budget_tokens: BudgetTokens = None,
+    length_penalty: LengthPenalty = 0.0,
     optimizer_model: OptimizerModel = None,
     optimizer_backend: OptimizerBackend = None,
     base_url: BaseUrl = None,
@@ -105,7 +107,7 @@ def run_cmd(
     method_names, model_names, seed_list = _methods(methods), parse_list(models, "model"), parse_seeds(seeds)
     settings = GridSettings(
         preset=preset, position=position, max_new_tokens=max_new_tokens, limit=limit, reading=reading, dtype=dtype,
-        budget_tokens=budget_tokens, optimizer_model=optimizer_model, optimizer_backend=optimizer_backend,
+        budget_tokens=budget_tokens, length_penalty=length_penalty, optimizer_model=optimizer_model, optimizer_backend=optimizer_backend,
         base_url=base_url, backend=backend,
     )
     from harness.runner.ray_executor import RaySettings
@@ -319,6 +321,7 @@ def _save_plots(records: Any, board: Any, folder: Path) -> None:
 
     P.save(P.accuracy_bars(board), folder / "accuracy.png")
     P.save(P.cost_vs_accuracy(board), folder / "cost_vs_accuracy.png")
+    P.save(P.pareto(board), folder / "pareto.png")
     c = curves(records)
     if not c.empty:
         P.save(P.optimization_curves(c), folder / "curves.png")

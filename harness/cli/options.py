@@ -211,6 +211,9 @@ Reading = Annotated[
 Dtype = Annotated[str, typer.Option(help=f"Weights dtype: {', '.join(DTYPES)} (hf and vllm backends).")]
 Cache = Annotated[bool, typer.Option("--cache/--no-cache", help="Use the shared response cache.")]
 Limit = Annotated[int | None, typer.Option(min=1, help="Score only the first N rows of the split (optimize: of the test split).")]
+LengthPenalty = Annotated[float, typer.Option(
+    "--length-penalty", help="Length objective for every method that selects prompts: selection score minus "
+    "L x prompt tokens / 100 (recorded in the run spec; 0: off).")]
 BudgetTokens = Annotated[int | None, typer.Option("--budget", help="Common budget per cell: task-model tokens (in + out).")]
 OptimizerModel = Annotated[str | None, typer.Option(help="Optimizer LLM of text-based methods (default: the task model).")]
 OptimizerBackend = Annotated[

@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from harness.core.io import append_jsonl, read_jsonl
 from harness.core.spec import NO_PRESET
+from harness.core.text import prompt_tokens
 from harness.core.types import (
     Budget,
     Cost,
@@ -99,6 +100,7 @@ class OptimizeContext:
     position: PromptPosition = NO_PRESET.position  # the run's (its preset's), shared by every method
     max_new_tokens: int = NO_PRESET.max_new_tokens  # reasoning length of every score()
     primary_reading: str | None = None
+    length_penalty: float = 0.0  # selection score - L x prompt tokens / 100 (`selection_score`); 0: off
     steps_path: Path | None = None  # where step records go (JSON lines); None: kept in memory only
     progress: Callable[[str], None] = lambda _msg: None
     rng: random.Random = field(init=False)
@@ -133,6 +135,13 @@ class OptimizeContext:
             task, examples, instruction, self.task_model, position=self.position,
             max_new_tokens=self.max_new_tokens, primary=self.primary_reading, seed=self.seed,
         )
+
+    def selection_score(self, prompt: str | None, score: float) -> float:
+        """The score a method selects prompts by: `score` (an accuracy) minus the run's length penalty, L x prompt
+        tokens / 100 (`harness.core.text.prompt_tokens`). With no penalty, `score` itself."""
+        if not self.length_penalty:
+            return score
+        return score - self.length_penalty * prompt_tokens(prompt) / 100
 
     # ------------------------------------------------------------------ steps and resume
     def log_step(self, record: dict[str, Any], state: dict[str, Any] | None = None) -> None:

@@ -10,25 +10,14 @@ same word runs are what PE2's and EvoPrompt's `CopyGuard` (`baselines.common`) r
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from harness.core.text import words
 from harness.core.types import Example, Splits
 
 FLAG_WORDS = 8  # a shared run this long is flagged in the leaderboard
 SPLITS = ("train", "dev", "test")
-
-
-def words(text: str) -> list[str]:
-    """Words as the check sees them: case-folded runs of letters and digits."""
-    return re.findall(r"[^\W_]+", text.casefold())
-
-
-def word_runs(text: str, n: int) -> list[tuple[str, ...]]:
-    """Every run of `n` consecutive words of `text`."""
-    w = words(text)
-    return [tuple(w[i : i + n]) for i in range(len(w) - n + 1)]
 
 
 def longest_shared_run(prompt: str, sources: Iterable[str]) -> tuple[int, str, int]:
@@ -69,13 +58,3 @@ def leakage(prompt: str | None, splits: Splits) -> dict[str, Any]:
 def flagged(record: Mapping[str, Any] | None) -> bool:
     """Whether a `leakage` record reaches the flag (`FLAG_WORDS` or more shared words)."""
     return bool(record) and int(record.get("words") or 0) >= FLAG_WORDS
-
-
-_TOKEN = re.compile(r"[^\W_]+|[^\w\s]")
-
-
-def prompt_tokens(prompt: str | None) -> int:
-    """The length of a prompt in tokens by one model-independent rule, so prompts of every method and model are
-    measured alike (the leaderboard's `prompt tokens`, and `--length-penalty`): words (runs of letters and digits)
-    and single punctuation marks. English BPE tokenizers give about as many (SmolLM2's: within ~20%)."""
-    return len(_TOKEN.findall(prompt or ""))

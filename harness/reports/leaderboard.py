@@ -11,7 +11,7 @@ every method of that (preset, model) has. Columns:
   fallback_accuracy (the same test runs read each way; NaN where a reading does not apply), tokens, calls,
   task_tokens, optimizer_tokens, forward_passes, backward_passes, unparseable, wall_seconds (means per cell);
   dev_minus_test / dmt_low / dmt_high (dev accuracy minus test accuracy, `dev_minus_test`), prompt_tokens (the
-  found prompt's length, `harness.evaluation.prompt_checks.prompt_tokens`) and reasoning_tokens (mean reasoning
+  found prompt's length, `harness.core.text.prompt_tokens`) and reasoning_tokens (mean reasoning
   tokens it induced at test), means over seeds; leak_words / leak_split (the longest word run the prompt shares
   with a train, dev or test input or gold, the largest over seeds, and its split; NaN when unknown).
 """
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.core.text import prompt_tokens
 from harness.core.types import READINGS, BenchError
-from harness.evaluation.prompt_checks import prompt_tokens
 from harness.evaluation.stats import mean_interval, paired_bootstrap, sign_test, stratified_bootstrap_ci
 from harness.reports.loading import CellRecord
 

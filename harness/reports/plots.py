@@ -141,3 +141,42 @@ def transfer_heatmap(matrix: pd.DataFrame, title: str = "") -> Figure:
     fig.colorbar(im, ax=ax, label="test accuracy %")
     ax.set_title(title, fontsize=10)
     return fig
+
+
+def pareto_front(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """The points no other point beats on both (fewer tokens, higher accuracy), by tokens ascending."""
+    front: list[tuple[float, float, str]] = []
+    for x, y, label in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or y > front[-1][1]:
+            front.append((x, y, label))
+    return front
+
+
+def pareto(board: pd.DataFrame) -> Figure:
+    """Test accuracy against the found prompt's length (prompt tokens) and against the reasoning it induces at
+    test (mean reasoning tokens, the inference cost), one row of panels per (preset, model), methods averaged over
+    tasks when there are several; the Pareto frontier (no method both shorter and more accurate) as a step line."""
+    rows = board[~board["method"].isin(["majority class", "zs-cot (in-cell)"])] if not board.empty else board
+    groups = list(rows.groupby(["preset", "model"], sort=True)) if not rows.empty else []
+    fig = _figure(10, 3.4 * max(1, len(groups)))
+    axes = fig.subplots(max(1, len(groups)), 2, squeeze=False)
+    for (ax_p, ax_r), ((preset, model), g) in zip(axes, groups):
+        avg = g[g["task"] == "average"]
+        g = avg if not avg.empty else g
+        for ax, col, label in ((ax_p, "prompt_tokens", "prompt tokens"), (ax_r, "reasoning_tokens", "mean reasoning tokens at test")):
+            pts = [(float(r[col]), 100 * float(r["accuracy"]), f"{r['method']}" + ("" if avg.shape[0] else f" ({_short(r['task'])})"))
+                   for _, r in g.iterrows() if col in r and not pd.isna(r[col])]
+            for x, y, name in pts:
+                ax.scatter(x, y)
+                ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            front = pareto_front(pts)
+            if len(front) > 1:
+                ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="grey", linestyle="--",
+                        linewidth=1, label="Pareto frontier")
+                ax.legend(fontsize=7)
+            ax.set_xlabel(label)
+            ax.set_ylabel("test accuracy %")
+            ax.set_title(f"{model} (preset {preset})", fontsize=10)
+    if not groups:
+        axes[0][0].text(0.5, 0.5, "no finished runs", ha="center", va="center")
+    return fig

@@ -290,6 +290,7 @@ def page(records: Sequence[Any], *, with_plots: bool = True, title: str = "great
 
         plots["accuracy per task and method"] = P.png(P.accuracy_bars(board))
         plots["cost vs accuracy"] = P.png(P.cost_vs_accuracy(board))
+        plots["Pareto: accuracy vs prompt tokens and vs inference (reasoning) tokens"] = P.png(P.pareto(board))
         c = curves(records)
         if not c.empty:
             plots["optimization curves"] = P.png(P.optimization_curves(c))

@@ -91,6 +91,7 @@ def run_optimize(
         scorer=evaluate, task_model=task_model, optimizer_model=optimizer_model, gradient_model=gradient_model,
         budget=spec.budget or Budget(), seed=spec.seed, position=spec.position, max_new_tokens=spec.max_new_tokens,
         primary_reading=spec.primary_reading, steps_path=folder.path / "steps.jsonl", progress=say,
+        length_penalty=spec.length_penalty,
     )
     with folder.running():
         if not (folder.path / "spec.json").exists():
