@@ -120,7 +120,8 @@ class Ape:
             stats = _stats(st["scores"])
             played = [t for t in rank(stats, ctx) if stats[t][1] > 0]
             if played:  # the shared curve key: the best proposal's score so far
-                record = {**record, "train_accuracy": mean_score(stats[played[0]])}
+                record = {**record, "train_accuracy": mean_score(stats[played[0]]),
+                          "selection_score": ctx.selection_score(played[0], mean_score(stats[played[0]]))}
             ctx.log_step({"method": self.name, "phase": st["phase"], **record}, snapshot(st))
 
         if st["phase"] == "propose" and not ctx.out_of_budget():

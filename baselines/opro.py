@@ -123,7 +123,8 @@ class Opro:
         def save(record: dict[str, Any]) -> None:
             ctx.log_step(
                 {"method": self.name, **record, "best": _best(history, ctx)[0] if history else None,
-                 **({"train_accuracy": _best(history, ctx)[1]} if history else {})},
+                 **({"train_accuracy": _best(history, ctx)[1],
+                     "selection_score": ctx.selection_score(*_best(history, ctx)[:2])} if history else {})},
                 # no per-example memory: OPRO never scores an instruction twice
                 snapshot({"subset": [ex.id for ex in subset], "history": history, "step": step, "tally": dict(tally)}),
             )

@@ -296,7 +296,8 @@ class Pe2:
                     st["stopped"] = "dev accuracy 1.0"
                 ctx.progress(f"pe2 round {st['round']}{of}: scored {len(scored)}; "
                              f"best dev {best['dev']:.2f} {best['prompt']!r}")
-                save({"phase": "score", "scored": scored, "dev_accuracy": best["dev"]})
+                save({"phase": "score", "scored": scored, "dev_accuracy": best["dev"],
+                      "selection_score": ctx.selection_score(best["prompt"], best["dev"])})
                 continue
             if st["stopped"] or (st["round"] >= cfg.rounds and not ctx.budget.limited):
                 break

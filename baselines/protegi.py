@@ -172,7 +172,8 @@ class Protegi:
             ctx.progress(f"protegi round {st['round']}/{cfg.rounds}: {len(ranked)} candidates; "
                          f"best {mean_score(stats[best]):.2f} {best!r}")
             save({"phase": "select", "beam": st["beam"], "scores": st["scores"],
-                  "train_accuracy": mean_score(stats[best])})  # the shared curve key
+                  "train_accuracy": mean_score(stats[best]),  # the shared curve key
+                  "selection_score": ctx.selection_score(best, mean_score(stats[best]))})
 
         scores = {a: tuple(v) for a, v in st["scores"].items()}
         beam = [b for b in st["beam"] if b in scores] or st["beam"]

@@ -60,6 +60,8 @@ def test_every_selecting_method_prefers_short_prompts_under_a_large_penalty(meth
     else:
         ctx = make_ctx(*scripted_models(), length_penalty=1000.0)
     result = opt.optimize(TASK, SPLITS.train, SPLITS.dev, ctx)
+    logged = [s["selection_score"] for s in ctx.steps if "selection_score" in s]  # the anytime curves' y
+    assert logged and all(isinstance(x, float) for x in logged)
     scored = [c for c in result.candidates if c.score is not None] or [result.best]
     assert prompt_tokens(result.best.text) == min(prompt_tokens(c.text) for c in scored), (
         result.best.text, [c.text for c in scored])

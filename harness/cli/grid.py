@@ -315,13 +315,20 @@ def _methods(text: str) -> list[str]:
 
 
 def _save_plots(records: Any, board: Any, folder: Path) -> None:
+    """The plots as PNG files in `folder`, with the anytime curves' numbers as anytime.csv."""
+    from harness.core.io import atomic_write_text
+    from harness.core.spec import safe_name
     from harness.reports import leaderboard as report
     from harness.reports import plots as P
-    from harness.reports.curves import curves
+    from harness.reports.curves import anytime, curves
 
     P.save(P.accuracy_bars(board), folder / "accuracy.png")
     P.save(P.cost_vs_accuracy(board), folder / "cost_vs_accuracy.png")
     P.save(P.pareto(board), folder / "pareto.png")
+    any_time = anytime(records)
+    atomic_write_text(folder / "anytime.csv", any_time.to_csv(index=False))
+    for (preset, model, task), fig in P.anytime_plots(any_time).items():
+        P.save(fig, folder / safe_name(f"anytime-{preset}-{model}-{task}.png"))
     c = curves(records)
     if not c.empty:
         P.save(P.optimization_curves(c), folder / "curves.png")

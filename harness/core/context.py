@@ -149,7 +149,9 @@ class OptimizeContext:
 
         Curve keys, shared by every method and read by `harness.reports.leaderboard.curves`: `train_accuracy` and
         `dev_accuracy`, numbers in [0, 1] a step logs when it scored prompts on that split (never an extra
-        model call just for the curve; what each method's number means is listed at `curves`).
+        model call just for the curve; what each method's number means is listed at `curves`), and
+        `selection_score`: the best-so-far prompt's score as the method selects by it (`selection_score`, the length
+        penalty included), the y of the anytime curves (`harness.reports.curves.anytime`; x: this row's `cost`).
         """
         self.tick()
         row = {

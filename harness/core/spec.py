@@ -231,12 +231,17 @@ class RunSpec:
     def run_id(self) -> str:
         task = self.task.rsplit("/", 1)[-1].removesuffix(".jsonl")  # custom:/path/x.jsonl -> x
         slug = f"{self.kind}-{self.method}-{task.replace(':', '_')}-{self.model.rstrip('/').split('/')[-1]}"
-        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in slug)  # one folder, never nested
+        slug = safe_name(slug)  # one folder, never nested
         return f"{slug}-{stable_hash(self.to_dict(), 10)}"
 
     @property
     def optimizer_model(self) -> str:
         return self.optimizer.model if self.optimizer else self.model
+
+
+def safe_name(text: str) -> str:
+    """`text` as one file or folder name: anything but letters, digits, "-", "_" and "." becomes "_"."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
 def stable_hash(obj: Any, length: int = 12) -> str:

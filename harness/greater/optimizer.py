@@ -188,8 +188,9 @@ class Greater:
                           answer_loss=None, fluency=None, score=None, key=[])]
         if "dev" not in state and not ctx.out_of_budget():
             state = {**state, "dev": self._dev_select(task, dev, top, ctx)}
-            dev_best = max(ctx.selection_score(d["text"], d["accuracy"]) for d in state["dev"])
-            ctx.log_step({"kind": "dev_selection", "dev": state["dev"], "dev_accuracy": dev_best}, state)
+            dev_best = max(d["accuracy"] for d in state["dev"])
+            chosen = max(ctx.selection_score(d["text"], d["accuracy"]) for d in state["dev"])
+            ctx.log_step({"kind": "dev_selection", "dev": state["dev"], "dev_accuracy": dev_best, "selection_score": chosen}, state)
         # out of budget: no dev selection; the best training score wins (the harness scores it on dev)
         dev_acc = [d["accuracy"] for d in state["dev"]] if "dev" in state else [None] * len(top)
         # the final choice by dev accuracy, less the run's length penalty (`OptimizeContext.selection_score`)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.reports.leaderboard import cost_summary
 from harness.reports.loading import CellRecord
 
 CURVE_COLUMNS = ["run_id", "method", "task", "model", "seed", "preset", "step", "train_accuracy", "dev_accuracy"]
@@ -57,3 +58,46 @@ def _legacy_curve_point(step: Mapping[str, Any]) -> tuple[float, float]:
     devs = [_number(d.get("accuracy")) for d in listed if isinstance(d, dict)]
     dev = max((x for x in devs if not math.isnan(x)), default=math.nan)
     return train, dev
+
+
+ANYTIME_COLUMNS = ["run_id", "method", "task", "model", "seed", "preset", "step", "task_tokens", "optimizer_tokens",
+                   "tokens", "score", "split", "final"]
+DEV_SELECTING = ("textgrad", "pe2")  # methods whose per-step score is on dev (their selection split)
+
+
+def anytime(records: Iterable[CellRecord]) -> pd.DataFrame:
+    """Anytime curves: per optimize run, the best-so-far prompt's selection score after each logged step against
+    the cumulative tokens spent so far (task model and optimizer model, in + out: the one cost meter every method
+    reports at every step), then a `final` row: the found prompt's test accuracy at the run's total tokens.
+
+    The score is a step's `selection_score` when the method logged one (the score it selects by, length penalty
+    included), else the running maximum of the shared curve key on the method's selection split (`curves`): dev
+    for TextGrad and PE2, train for the others (GReaTer keeps its best prompts by training score; its dev choice
+    at the end is the `final` row's prompt). Runs whose steps hold neither show only their final point.
+    """
+    rows: list[dict[str, Any]] = []
+    for r in records:
+        if r.kind != "optimize":
+            continue
+        key = dict(run_id=r.run_id, method=r.method, task=r.task, model=r.model, seed=r.seed, preset=r.preset)
+        split = "dev" if r.method in DEV_SELECTING else "train"
+        best = -math.inf
+        for i, s in enumerate(r.steps):
+            score = _number(s.get("selection_score"))
+            if math.isnan(score):
+                score = _number(s.get(f"{split}_accuracy"))
+                if math.isnan(score) and split == "train":
+                    score = _legacy_curve_point(s)[0]
+                if not math.isnan(score):
+                    score = best = max(best, score)
+            if math.isnan(score):
+                continue
+            best = max(best, score)
+            rows.append({**key, "step": i, **_tokens(s.get("cost") or {}), "score": score, "split": split, "final": False})
+        rows.append({**key, "step": len(r.steps), **_tokens(r.cost), "score": r.accuracy, "split": "test", "final": True})
+    return pd.DataFrame(rows, columns=ANYTIME_COLUMNS)
+
+
+def _tokens(cost: Mapping[str, Any]) -> dict[str, float]:
+    c = cost_summary(cost)
+    return {k: c[k] for k in ("task_tokens", "optimizer_tokens", "tokens")}

@@ -180,3 +180,36 @@ def pareto(board: pd.DataFrame) -> Figure:
     if not groups:
         axes[0][0].text(0.5, 0.5, "no finished runs", ha="center", va="center")
     return fig
+
+
+def anytime_plot(curves: pd.DataFrame, title: str = "") -> Figure:
+    """One task and model: every method on one axis, the best-so-far selection score (a line per run) against
+    cumulative tokens (log scale), and each run's final test accuracy marked with a star at its total tokens."""
+    fig = _figure(7, 4.2)
+    ax = fig.subplots()
+    colors: dict[str, str] = {}
+    for (method, _seed), g in curves.groupby(["method", "seed"], sort=True):
+        steps, final = g[~g["final"]], g[g["final"]]
+        x = lambda s: s["tokens"].clip(lower=1)  # noqa: E731  (a run that spent nothing sits at the left edge)
+        label = method if method not in colors else None
+        if not steps.empty:
+            line, = ax.step(x(steps), 100 * steps["score"], where="post", color=colors.get(method), label=label, linewidth=1.2)
+            colors.setdefault(method, line.get_color())
+            label = None
+        pts = ax.scatter(x(final), 100 * final["score"], marker="*", s=90, color=colors.get(method), label=label,
+                         edgecolors="black", linewidths=0.5, zorder=3)
+        colors.setdefault(method, pts.get_facecolor()[0])
+    ax.set_xscale("log")
+    ax.set_xlabel("cumulative tokens (task + optimizer model, in + out)")
+    ax.set_ylabel("best-so-far selection score %  (★ final test accuracy)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=10)
+    if colors:
+        ax.legend(fontsize=7, ncols=2)
+    return fig
+
+
+def anytime_plots(curves: pd.DataFrame) -> dict[tuple[str, str, str], Figure]:
+    """(preset, model, task) -> its anytime plot."""
+    return {(p, m, t): anytime_plot(g, f"{_short(t)}: {m} (preset {p})")
+            for (p, m, t), g in curves.groupby(["preset", "model", "task"], sort=True)}

@@ -280,7 +280,7 @@ def to_html(
 def page(records: Sequence[Any], *, with_plots: bool = True, title: str = "greater-bench leaderboard") -> str:
     """The HTML page of a set of `harness.reports.leaderboard.CellRecord`s: leaderboard, transfer, prompts and plots."""
     from harness.reports import leaderboard as report
-    from harness.reports.curves import curves
+    from harness.reports.curves import anytime, curves
 
     board = report.leaderboard(records)
     transfer = report.transfer_matrices(records)
@@ -294,6 +294,8 @@ def page(records: Sequence[Any], *, with_plots: bool = True, title: str = "great
         c = curves(records)
         if not c.empty:
             plots["optimization curves"] = P.png(P.optimization_curves(c))
+        for (preset, model, task), fig in P.anytime_plots(anytime(records)).items():
+            plots[f"anytime: {task}, {model} (preset {preset})"] = P.png(fig)
         for (preset, method), m in transfer.items():
             plots[f"transfer: {method} (preset {preset})"] = P.png(P.transfer_heatmap(m, matrix_title(preset, method, m, short=True)))
     return to_html(board, plots=plots, transfer=transfer, prompts=report.prompts_table(records), title=title,
