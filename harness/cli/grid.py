@@ -164,6 +164,9 @@ def leaderboard_cmd(
     output: Annotated[Path | None, typer.Option(help="Write here (default: stdout; html: RESULTS/leaderboard.html).")] = None,
     plots: Annotated[Path | None, typer.Option(help="Also save the plots as PNG files in this folder.")] = None,
     data_dir: DataDir = None,
+    targets: Annotated[str | None, typer.Option(
+        help="Published numbers beside the measured ones: 'paper' (GReaTer Table 1 and 3; preset paper, greedy "
+        "reading) with the difference and a verdict per row (md and html).")] = None,
 ) -> None:
     """Build the comparison table from the stored records (it is regenerated, never edited). The task data
     (--data-dir) gives the leakage check of records written before runs stored it."""
@@ -181,12 +184,22 @@ def leaderboard_cmd(
         raise BenchError(f"no finished runs in {results}: run `bench run` first")
     records = with_leakage(records, RunData(data_dir))
     board = report.leaderboard(records)
+    paper = None
+    if targets is not None:
+        from harness.reports.targets import compare, load_targets
+
+        chosen = load_targets(targets)
+        paper = (chosen, compare(chosen, board, report.transfer_leaderboard(records)))
     if format == "md":
         text = render.to_markdown(board, report.transfer_matrices(records), report.transfer_leaderboard(records))
+        if paper is not None:
+            from harness.reports.targets import to_markdown
+
+            text += "\n" + to_markdown(paper[1], paper[0])
     elif format == "csv":
         text = render.to_csv(board)
     else:
-        text = render.page(records)
+        text = render.page(records, targets=paper)
         output = output or results / "leaderboard.html"
     if plots is not None:
         _save_plots(records, board, plots)

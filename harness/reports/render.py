@@ -245,6 +245,7 @@ def to_html(
     prompts: pd.DataFrame | None = None,
     title: str = "greater-bench leaderboard",
     transfer_board: pd.DataFrame | None = None,
+    targets: tuple[Mapping[str, Any], pd.DataFrame] | None = None,
 ) -> str:
     """One self-contained page: the tables (click a header to sort), transfer matrices and the transferred
     prompts' tables, prompts, plots."""
@@ -262,6 +263,16 @@ def to_html(
         parts.append(html_table(cols, df, left=("optimized on",)))
     for name, cols, rows in sections(transfer_board if transfer_board is not None else pd.DataFrame()):
         parts += [f"<h2>transfer {e(name)}</h2>", html_table(cols, rows)]
+    if targets is not None:
+        about, df = targets
+        parts.append(f"<h2>paper targets (preset {e(about['preset'])}, {e(about['reading'])} reading)</h2>")
+        num = lambda c, sign="": (lambda r: "-" if _isnan(r[c]) else f"{r[c]:{sign}.1f}")  # noqa: E731
+        cols = [(c, (lambda r, c=c: str(r[c])), c) for c in ("model", "task", "method")]
+        cols += [("paper", num("paper"), "paper"), ("measured", num("measured"), "measured"),
+                 ("Δ", num("difference", "+"), "difference"), ("verdict", lambda r: r["verdict"], "verdict"),
+                 ("tasks run", lambda r: r["tasks_run"], "tasks_run")]
+        parts.append(html_table(cols, df, left=("model", "task", "method", "verdict")))
+        parts.append(f'<p class="note">{e(about["about"])}</p>')
     if prompts is not None and not prompts.empty:
         parts.append("<h2>optimized prompts</h2>")
         cols = [(c, (lambda r, c=c: pct(r[c]) if c == "accuracy" else str(r[c])), c) for c in prompts.columns]
@@ -277,7 +288,8 @@ def to_html(
     )
 
 
-def page(records: Sequence[Any], *, with_plots: bool = True, title: str = "greater-bench leaderboard") -> str:
+def page(records: Sequence[Any], *, with_plots: bool = True, title: str = "greater-bench leaderboard",
+         targets: tuple[Mapping[str, Any], pd.DataFrame] | None = None) -> str:
     """The HTML page of a set of `harness.reports.leaderboard.CellRecord`s: leaderboard, transfer, prompts and plots."""
     from harness.reports import leaderboard as report
     from harness.reports.curves import anytime, curves
@@ -299,4 +311,4 @@ def page(records: Sequence[Any], *, with_plots: bool = True, title: str = "great
         for (preset, method), m in transfer.items():
             plots[f"transfer: {method} (preset {preset})"] = P.png(P.transfer_heatmap(m, matrix_title(preset, method, m, short=True)))
     return to_html(board, plots=plots, transfer=transfer, prompts=report.prompts_table(records), title=title,
-                   transfer_board=report.transfer_leaderboard(records))
+                   transfer_board=report.transfer_leaderboard(records), targets=targets)
