@@ -43,11 +43,16 @@ def pct(x: Any) -> str:
     return "-" if _isnan(x) else f"{100 * x:.1f}"
 
 
-def pct_ci(row: Mapping[str, Any]) -> str:
-    acc, lo, hi = row.get("accuracy"), row.get("ci_low"), row.get("ci_high")
-    if _isnan(acc):
+def with_interval(value: Any, lo: Any, hi: Any, *, sign: str = "", sep: str = "-") -> str:
+    """A share in percent with its interval, "52.3 [47-58]" ("+8.8 [+2,+15]" with sign "+" and sep ",")."""
+    if _isnan(value):
         return "-"
-    return f"{100 * acc:.1f}" if _isnan(lo) or _isnan(hi) else f"{100 * acc:.1f} [{100 * lo:.0f}-{100 * hi:.0f}]"
+    text = f"{100 * value:{sign}.1f}"
+    return text if _isnan(lo) or _isnan(hi) else f"{text} [{100 * lo:{sign}.0f}{sep}{100 * hi:{sign}.0f}]"
+
+
+def pct_ci(row: Mapping[str, Any]) -> str:
+    return with_interval(row.get("accuracy"), row.get("ci_low"), row.get("ci_high"))
 
 
 def delta(row: Mapping[str, Any]) -> str:
@@ -63,10 +68,7 @@ def pvalue(p: Any) -> str:
 
 def gap_ci(row: Mapping[str, Any]) -> str:
     """Dev minus test accuracy in points with its interval."""
-    g, lo, hi = row.get("dev_minus_test"), row.get("dmt_low"), row.get("dmt_high")
-    if _isnan(g):
-        return "-"
-    return f"{100 * g:+.1f}" if _isnan(lo) or _isnan(hi) else f"{100 * g:+.1f} [{100 * lo:+.0f},{100 * hi:+.0f}]"
+    return with_interval(row.get("dev_minus_test"), row.get("dmt_low"), row.get("dmt_high"), sign="+", sep=",")
 
 
 def leak(row: Mapping[str, Any]) -> str:
