@@ -57,6 +57,19 @@ class _Data:
         return self.splits_
 
 
+class _Missing:
+    """Data that cannot be loaded here (no data folder, hub unreachable): tried once per task, not per record."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def splits(self, task, seed=None):
+        from harness.core.types import BenchError
+
+        self.calls += 1
+        raise BenchError("no data")
+
+
 def test_leaderboard_dev_minus_test_leak_flag_and_prompt_cost(tmp_path):
     copied = "Say: " + QUESTION.split("?")[0] + "."
     for seed, (correct, dev) in enumerate([([1] * 6 + [0] * 4, 0.9), ([1] * 4 + [0] * 6, 0.7)]):  # test .6 .4
@@ -68,7 +81,7 @@ def test_leaderboard_dev_minus_test_leak_flag_and_prompt_cost(tmp_path):
     records = load_records(tmp_path)
     data = _Data(_splits())
     records = with_leakage(records, data)
-    assert data.calls == 3 and all(r.dev_n == 1 for r in records)  # the runner scored the whole (1-row) dev split
+    assert data.calls == 1 and all(r.dev_n == 1 for r in records)  # the runner scored the whole (1-row) dev split
     board = report.leaderboard(records)
     ape = board[board["method"] == "ape"].iloc[0]
     assert ape["dev_minus_test"] == pytest.approx(0.3)  # (.9 - .6 + .7 - .4) / 2
@@ -85,6 +98,8 @@ def test_leaderboard_dev_minus_test_leak_flag_and_prompt_cost(tmp_path):
     assert "⚠" not in next(ln for ln in md.splitlines() if "| zs-cot |" in ln)
     unknown = report.leaderboard(load_records(tmp_path))  # no data: leakage unknown, shown as "-", never as clean
     assert math.isnan(unknown[unknown["method"] == "ape"].iloc[0]["leak_words"])
+    missing = _Missing()
+    assert all(r.leakage is None for r in with_leakage(load_records(tmp_path), missing)) and missing.calls == 1
 
 
 def test_pareto_front_and_the_page_shows_it(tmp_path):

@@ -160,12 +160,16 @@ def with_leakage(records: Iterable[CellRecord], data: Any) -> list[CellRecord]:
     from harness.evaluation.prompt_checks import leakage
 
     out = []
+    found: dict[tuple[str, int | None], Any] = {}  # (task, split seed) -> splits, or None: not loadable here (tried once)
     for r in records:
         if r.kind == "optimize" and (r.leakage is None or (r.dev_n is None and not r.dev_by_method)):
-            try:
-                splits = data.splits(r.task, r.split_seed)
-            except (BenchError, OSError):
-                splits = None
+            key = (r.task, r.split_seed)
+            if key not in found:
+                try:
+                    found[key] = data.splits(r.task, r.split_seed)
+                except (BenchError, OSError):
+                    found[key] = None
+            splits = found[key]
             if splits is not None:
                 r = dataclasses.replace(r, leakage=r.leakage if r.leakage is not None else leakage(r.prompt, splits),
                                         dev_n=r.dev_n if r.dev_n is not None or r.dev_by_method else len(splits.dev))
