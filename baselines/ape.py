@@ -118,9 +118,10 @@ class Ape:
         def save(record: dict[str, Any]) -> None:
             st["tally"], st["outcomes"] = dict(tally), outcomes.to_state()
             stats = _stats(st["scores"])
-            played = [t for t in rank(stats) if stats[t][1] > 0]
+            played = [t for t in rank(stats, ctx) if stats[t][1] > 0]
             if played:  # the shared curve key: the best proposal's score so far
-                record = {**record, "train_accuracy": mean_score(stats[played[0]])}
+                record = {**record, "train_accuracy": mean_score(stats[played[0]]),
+                          "selection_score": ctx.selection_score(played[0], mean_score(stats[played[0]]))}
             ctx.log_step({"method": self.name, "phase": st["phase"], **record}, snapshot(st))
 
         if st["phase"] == "propose" and not ctx.out_of_budget():
@@ -138,7 +139,7 @@ class Ape:
                 st["phase"] = "resample" if cfg.resample_top else "done"
 
         if st["phase"] == "resample" and not ctx.out_of_budget():
-            top = rank(_stats(st["scores"]))[: cfg.resample_top]
+            top = rank(_stats(st["scores"]), ctx)[: cfg.resample_top]
             how = Ask(temperature=cfg.temperature, max_tokens=cfg.max_tokens, n=cfg.resample_samples)
             variations = ask(ctx, [VARIATION_PROMPT.format(instruction=t) for t in top], how, self._parse, tally)
             fresh = dedupe((v for vs in variations for v in vs), seen=st["proposals"])
@@ -151,7 +152,7 @@ class Ape:
                 st["phase"] = "done"
 
         stats = _stats(st["scores"])
-        ranked = [t for t in rank(stats) if stats[t][1] > 0]
+        ranked = [t for t in rank(stats, ctx) if stats[t][1] > 0]
         meta = {"proposals": len(st["proposals"]), "scored": len(ranked), "eval_size": len(eval_set),
                 "parses": dict(tally), "phase": st["phase"]}
         if not ranked:  # out of budget before any proposal was scored
@@ -191,7 +192,7 @@ class Ape:
                 done.append([text, sum(c) / len(c)])
             if done:
                 stats = _stats(st["scores"])
-                best = rank(stats)[0]
+                best = rank(stats, ctx)[0]
                 ctx.progress(f"ape: scored {len(stats)}/{len(st['proposals'])}; "
                              f"best {mean_score(stats[best]):.2f} {best!r}")
                 save({"scored": done})

@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.core.config import configure  # noqa: F401  (re-exported: every method configures the same way)
 from harness.core.context import OptimizeContext
+from harness.core.text import word_runs
 from harness.core.types import ChatPrompt, Example, GenParams, PromptPosition, Task
 from harness.evaluation.evaluate import build_prompt
 
@@ -179,7 +180,8 @@ def dedupe(texts: Iterable[str], seen: Iterable[str] = ()) -> list[str]:
 
 class CopyGuard:
     """Tells whether a proposed instruction copies text it was shown: it shares a run of `n` words (case and
-    punctuation ignored) with one of `sources` (task inputs, a meta-prompt's worked example).
+    punctuation ignored) with one of `sources` (task inputs, a meta-prompt's worked example). The guard of the
+    methods that use it while searching; `harness.evaluation.prompt_checks` checks every method's final prompt.
 
     With `max_sources`, a run found in more sources than that is common wording (a task's question stem, an
     options list), not a copy of one of them.
@@ -188,17 +190,12 @@ class CopyGuard:
     def __init__(self, sources: Iterable[str], n: int = 8, max_sources: int | None = None) -> None:
         counts: Counter[tuple[str, ...]] = Counter()
         for s in sources:
-            counts.update(set(_word_runs(s, n)))
+            counts.update(set(word_runs(s, n)))
         self.n = n
         self.runs = {r for r, c in counts.items() if max_sources is None or c <= max_sources}
 
     def __call__(self, text: str) -> bool:
-        return any(r in self.runs for r in _word_runs(text, self.n))
-
-
-def _word_runs(text: str, n: int) -> list[tuple[str, ...]]:
-    words = re.findall(r"[^\W_]+", text.casefold())
-    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+        return any(r in self.runs for r in word_runs(text, self.n))
 
 
 # ------------------------------------------------------------------------------------- the optimizer LLM
@@ -403,7 +400,9 @@ def mean_score(stat: tuple[int, int]) -> float:
     return wins / n if n else 0.0
 
 
-def rank(stats: Mapping[str, tuple[int, int]]) -> list[str]:
-    """Arms by mean score, best first; ties go to the arm tried more, then to the earlier one."""
+def rank(stats: Mapping[str, tuple[int, int]], ctx: OptimizeContext | None = None) -> list[str]:
+    """Arms (prompts) by mean score, best first; ties go to the arm tried more, then to the earlier one. With
+    `ctx`, by its selection score (the run's length penalty subtracted: `OptimizeContext.selection_score`)."""
     order = list(stats)
-    return sorted(order, key=lambda a: (-mean_score(stats[a]), -stats[a][1], order.index(a)))
+    score = (lambda a: ctx.selection_score(a, mean_score(stats[a]))) if ctx is not None else (lambda a: mean_score(stats[a]))
+    return sorted(order, key=lambda a: (-score(a), -stats[a][1], order.index(a)))

@@ -244,8 +244,13 @@ class Fitness:
             self.scored.append([text, self.ctx.score(self.task, self.examples, text or None).accuracy])
         return self.scored[self.index[key]][0]
 
-    def of(self, text: str) -> float:
+    def accuracy(self, text: str) -> float:
+        """Accuracy on the fitness split (no length penalty)."""
         return self.scored[self.index[normalise(text)]][1]
+
+    def of(self, text: str) -> float:
+        """The fitness: accuracy on the fitness split, less the run's length penalty (`OptimizeContext.selection_score`)."""
+        return self.ctx.selection_score(text, self.scored[self.index[normalise(text)]][1])
 
     def rank(self, texts: Sequence[str]) -> list[str]:
         """Best first; ties: the earlier-scored prompt."""
@@ -283,7 +288,8 @@ class EvoPrompt:
 
         def save(record: dict[str, Any]) -> None:
             st["tally"] = dict(tally)
-            best = {curve: fitness.of(fitness.rank(st["population"])[0])} if st["population"] else {}
+            top = fitness.rank(st["population"])[0] if st["population"] else None
+            best = {curve: fitness.accuracy(top), "selection_score": fitness.of(top)} if top is not None else {}
             ctx.log_step({"method": self.name, "generation": st["generation"], **record, **best}, snapshot(st))
 
         if state is None and not ctx.out_of_budget():
@@ -311,7 +317,7 @@ class EvoPrompt:
             return OptimizeResult(best=PromptCandidate(text=cfg.initial_instruction), cost=ctx.cost, meta=meta)
         ranked = fitness.rank(st["population"])
         if cfg.fitness_split == "dev" and len(fitness.examples) == len(dev):
-            meta["dev_accuracy"] = fitness.of(ranked[0])
+            meta["dev_accuracy"] = fitness.accuracy(ranked[0])
         cands = tuple(PromptCandidate(text=t, score=fitness.of(t)) for t in ranked)
         return OptimizeResult(best=cands[0], candidates=cands, cost=ctx.cost, meta=meta)
 

@@ -122,8 +122,9 @@ class Opro:
 
         def save(record: dict[str, Any]) -> None:
             ctx.log_step(
-                {"method": self.name, **record, "best": _best(history)[0] if history else None,
-                 **({"train_accuracy": _best(history)[1]} if history else {})},
+                {"method": self.name, **record, "best": _best(history, ctx)[0] if history else None,
+                 **({"train_accuracy": _best(history, ctx)[1],
+                     "selection_score": ctx.selection_score(*_best(history, ctx)[:2])} if history else {})},
                 # no per-example memory: OPRO never scores an instruction twice
                 snapshot({"subset": [ex.id for ex in subset], "history": history, "step": step, "tally": dict(tally)}),
             )
@@ -148,7 +149,7 @@ class Opro:
                     break
                 history.append([text, outcomes.accuracy(text, subset), step])
                 scored.append(history[-1][:2])
-            best = _best(history)
+            best = _best(history, ctx)
             ctx.progress(f"opro step {step}/{cfg.steps}: {len(fresh)} new of {len(proposals)} parsed; "
                          f"best {best[1]:.2f} {best[0]!r}")
             save({"phase": "step", "proposed": proposals, "duplicates": len(proposals) - len(fresh), "scored": scored})
@@ -156,8 +157,8 @@ class Opro:
         if not history:  # out of budget before anything was scored
             first = PromptCandidate(text=cfg.initial_instructions[0])
             return OptimizeResult(best=first, cost=ctx.cost, meta={"steps": 0, "parses": dict(tally)})
-        best = _best(history)
-        ranked = sorted(history, key=lambda h: -h[1])  # stable: earlier first on ties
+        best = _best(history, ctx)
+        ranked = sorted(history, key=lambda h: -ctx.selection_score(h[0], h[1]))  # stable: earlier first on ties
         return OptimizeResult(
             best=PromptCandidate(text=best[0], score=best[1], meta={"step": best[2], "train_size": len(subset)}),
             candidates=tuple(PromptCandidate(text=t, score=sc, meta={"step": k}) for t, sc, k in ranked[: cfg.max_history]),
@@ -166,9 +167,10 @@ class Opro:
         )
 
 
-def _best(history: Sequence[Sequence[Any]]) -> Sequence[Any]:
-    """The highest train score; the earliest instruction among equals."""
-    return max(history, key=lambda h: h[1]) if history else ()
+def _best(history: Sequence[Sequence[Any]], ctx: OptimizeContext) -> Sequence[Any]:
+    """The highest train score (less the run's length penalty: `OptimizeContext.selection_score`); the earliest
+    instruction among equals."""
+    return max(history, key=lambda h: ctx.selection_score(h[0], h[1])) if history else ()
 
 
 def make(preset: str = "cpu", **overrides: Any) -> Opro:

@@ -291,12 +291,13 @@ class Pe2:
                         break
                     node["dev"] = ctx.score(task, dev_set, node["prompt"] or None).accuracy
                     scored.append([node["id"], node["dev"]])
-                best = _ranked(st["nodes"])[0]
+                best = _ranked(st["nodes"], ctx)[0]
                 if best["dev"] >= 1.0:
                     st["stopped"] = "dev accuracy 1.0"
                 ctx.progress(f"pe2 round {st['round']}{of}: scored {len(scored)}; "
                              f"best dev {best['dev']:.2f} {best['prompt']!r}")
-                save({"phase": "score", "scored": scored, "dev_accuracy": best["dev"]})
+                save({"phase": "score", "scored": scored, "dev_accuracy": best["dev"],
+                      "selection_score": ctx.selection_score(best["prompt"], best["dev"])})
                 continue
             if st["stopped"] or (st["round"] >= cfg.rounds and not ctx.budget.limited):
                 break
@@ -308,7 +309,7 @@ class Pe2:
             st["stall"] = 0 if any(c.get("id") is not None for c in record["children"]) else st.get("stall", 0) + 1
             save({"phase": "expand", **record})
 
-        ranked = _ranked(st["nodes"])
+        ranked = _ranked(st["nodes"], ctx)
         meta: dict[str, Any] = {"rounds": st["round"], "prompts": len(st["nodes"]), "scored": len(ranked),
                                 "stopped": st["stopped"], "parses": dict(tally), "dev_size": len(dev_set)}
         if not ranked:  # out of budget before the initial prompt was scored
@@ -327,7 +328,7 @@ class Pe2:
         to `st["nodes"]`. Returns the step record."""
         cfg = self.config
         newest = max(n["round"] for n in st["nodes"])
-        beam = _ranked([n for n in st["nodes"] if cfg.backtrack or n["round"] == newest])[: cfg.beam]
+        beam = _ranked([n for n in st["nodes"] if cfg.backtrack or n["round"] == newest], ctx)[: cfg.beam]
         mined: dict[int, list[tuple[str, dict[str, Any]]]] = {}
         for node in beam:
             if ctx.out_of_budget():
@@ -414,9 +415,10 @@ class Pe2:
         return "new"
 
 
-def _ranked(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The scored prompts by dev accuracy, best first; ties keep creation order (the older prompt wins)."""
-    return sorted((n for n in nodes if n["dev"] is not None), key=lambda n: -n["dev"])
+def _ranked(nodes: list[dict[str, Any]], ctx: OptimizeContext) -> list[dict[str, Any]]:
+    """The scored prompts by dev accuracy (less the run's length penalty: `OptimizeContext.selection_score`), best
+    first; ties keep creation order (the older prompt wins)."""
+    return sorted((n for n in nodes if n["dev"] is not None), key=lambda n: -ctx.selection_score(n["prompt"], n["dev"]))
 
 
 def make(preset: str = "cpu", **overrides: Any) -> Pe2:

@@ -172,7 +172,8 @@ class Protegi:
             ctx.progress(f"protegi round {st['round']}/{cfg.rounds}: {len(ranked)} candidates; "
                          f"best {mean_score(stats[best]):.2f} {best!r}")
             save({"phase": "select", "beam": st["beam"], "scores": st["scores"],
-                  "train_accuracy": mean_score(stats[best])})  # the shared curve key
+                  "train_accuracy": mean_score(stats[best]),  # the shared curve key
+                  "selection_score": ctx.selection_score(best, mean_score(stats[best]))})
 
         scores = {a: tuple(v) for a, v in st["scores"].items()}
         beam = [b for b in st["beam"] if b in scores] or st["beam"]
@@ -230,9 +231,10 @@ class Protegi:
                 candidates, train, outcomes, ctx.rng, rounds=cfg.eval_rounds, arms_per_round=cfg.eval_prompts_per_round,
                 samples_per_eval=cfg.samples_per_eval, c=cfg.ucb_c, out_of_budget=ctx.out_of_budget,
             )
-            return rank(stats), stats
+            return rank(stats, ctx), stats
         return successive_rejects(
-            candidates, train, outcomes, ctx.rng, budget=cfg.selection_budget, out_of_budget=ctx.out_of_budget
+            candidates, train, outcomes, ctx.rng, budget=cfg.selection_budget, out_of_budget=ctx.out_of_budget,
+            score=ctx.selection_score,
         )
 
 
@@ -244,10 +246,12 @@ def successive_rejects(
     *,
     budget: int,
     out_of_budget: Any = lambda: False,
-) -> dict[str, tuple[int, int]]:
+    score: Any = lambda arm, accuracy: accuracy,
+) -> tuple[list[str], dict[str, tuple[int, int]]]:
     """Successive rejects (Audibert & Bubeck 2010): K - 1 phases; in phase k every surviving arm is scored on
     the first n_k examples of one shared random order, then the worst is dropped. The returned stats rank the
-    last survivor first, then the arms in reverse order of rejection."""
+    last survivor first, then the arms in reverse order of rejection. `score(arm, accuracy)`: what arms are
+    compared by (the run's selection score)."""
     order = sample(rng, data, len(data))
     k_arms = len(arms)
     stats: dict[str, tuple[int, int]] = {a: (0, 0) for a in arms}
@@ -260,20 +264,20 @@ def successive_rejects(
         n_k = max(1, min(len(order), math.ceil((budget - k_arms) / (log_bar * (k_arms + 1 - k)))))
         for arm in alive:
             if out_of_budget():
-                return _sr_stats(stats, alive, rejected)
+                return _sr_stats(stats, alive, rejected, score)
             c = outcomes.correct(arm, order[:n_k])
             stats[arm] = (sum(c), len(c))
-        worst = min(reversed(alive), key=lambda a: mean_score(stats[a]))  # ties: the later arm goes
+        worst = min(reversed(alive), key=lambda a: score(a, mean_score(stats[a])))  # ties: the later arm goes
         alive.remove(worst)
         rejected.append(worst)
-    return _sr_stats(stats, alive, rejected)
+    return _sr_stats(stats, alive, rejected, score)
 
 
 def _sr_stats(
-    stats: dict[str, tuple[int, int]], alive: list[str], rejected: list[str]
+    stats: dict[str, tuple[int, int]], alive: list[str], rejected: list[str], score: Any
 ) -> tuple[list[str], dict[str, tuple[int, int]]]:
-    """The survivors by mean score (stable), then the rejected arms, last rejected first."""
-    return sorted(alive, key=lambda a: -mean_score(stats[a])) + rejected[::-1], stats
+    """The survivors by score (stable), then the rejected arms, last rejected first."""
+    return sorted(alive, key=lambda a: -score(a, mean_score(stats[a]))) + rejected[::-1], stats
 
 
 def _format_errors(records: Sequence[dict[str, Any]], reading: str, reasoning_chars: int) -> str:

@@ -129,7 +129,8 @@ class TextGrad:
 
         if st["current_dev"] is None and not ctx.out_of_budget():
             st["current_dev"] = outcomes.accuracy(st["current"], dev_set)
-            save({"phase": "initial", "prompt": st["current"], "dev_accuracy": st["current_dev"]})
+            save({"phase": "initial", "prompt": st["current"], "dev_accuracy": st["current_dev"],
+                  "selection_score": ctx.selection_score(st["current"], st["current_dev"])})
 
         while st["epoch"] < cfg.epochs and st["current_dev"] is not None and not ctx.out_of_budget():
             if st["order"] is None:  # a new epoch: reshuffle the train split
@@ -144,7 +145,8 @@ class TextGrad:
             st["step"] += 1
             if st["step"] >= cfg.steps_per_epoch or not batch:
                 st["epoch"], st["step"], st["order"] = st["epoch"] + 1, 0, None
-            save({"phase": "step", **where, **record, "dev_accuracy": st["current_dev"]})  # the kept instruction's
+            save({"phase": "step", **where, **record, "dev_accuracy": st["current_dev"],  # the kept instruction's
+                  "selection_score": ctx.selection_score(st["current"], st["current_dev"])})
 
         meta: dict[str, Any] = {"accepted": st["accepted"], "reverted": st["reverted"], "parses": dict(tally),
                                 "dev_size": len(dev_set), "epochs_done": st["epoch"]}
@@ -197,7 +199,7 @@ class TextGrad:
         if ctx.out_of_budget():
             return {**base, "proposed": new, "update": "none (budget)"}
         new_dev = outcomes.accuracy(new, dev_set)
-        keep = new_dev >= st["current_dev"]
+        keep = ctx.selection_score(new, new_dev) >= ctx.selection_score(st["current"], st["current_dev"])
         ctx.progress(f"textgrad epoch {st['epoch'] + 1} step {st['step'] + 1}: dev {st['current_dev']:.2f} -> "
                      f"{new_dev:.2f} {'kept' if keep else 'reverted'}: {new!r}")
         if keep:

@@ -12,8 +12,8 @@ from fakeworld import scripted_models
 
 from harness.core.methods import describe_methods, load_methods, make_optimizer
 from harness.core.spec import RunSpec
+from harness.runner.cell import run_cell
 from harness.runner.data import RunData
-from harness.runner.grid import run_cell
 from harness.runner.pool import ModelPool
 
 DOC = (Path(__file__).parent.parent / "docs" / "extending.md").read_text()

@@ -29,9 +29,10 @@ import harness.runner.records
 import harness.runner.run
 from harness.core.spec import OptimizerEndpoint, RunSpec
 from harness.core.types import ZERO_SHOT_COT, BenchError, Budget, Needs, PromptPosition
+from harness.runner.cell import run_cell
 from harness.runner.cells import Cell, GridSettings, make_cells, parse_seeds
 from harness.runner.data import RunData
-from harness.runner.grid import run_cell, run_grid
+from harness.runner.grid import run_grid
 from harness.runner.pool import ModelPool
 from harness.runner.progress import estimate_eta
 

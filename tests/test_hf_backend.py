@@ -217,6 +217,7 @@ def test_cli_device_option(monkeypatch):
     from typer.testing import CliRunner
 
     import harness.backends
+    import harness.runner.cell
     import harness.runner.grid
     from harness.cli import app
     from harness.core.types import BenchError
@@ -228,7 +229,7 @@ def test_cli_device_option(monkeypatch):
         raise BenchError("stop here")
 
     monkeypatch.setattr(harness.backends, "open_generator", lambda model, **kw: stop(device=kw["device"]))
-    monkeypatch.setattr(harness.runner.grid, "run_cell", lambda spec, pool, **kw: stop(device=pool.device))
+    monkeypatch.setattr(harness.runner.cell, "run_cell", lambda spec, pool, **kw: stop(device=pool.device))
     monkeypatch.setattr(harness.runner.grid, "run_grid", lambda *a, pool, **kw: stop(device=pool.device))
     runner = CliRunner()
     for cmd in (["eval"], ["optimize", "--method", "zs-cot"], ["run", "--methods", "zs-cot"]):

@@ -18,6 +18,8 @@ from harness.cli import app
 from harness.core.io import atomic_write_json
 from harness.reports import leaderboard as report
 from harness.reports import render
+from harness.reports.loading import load_records, with_leakage
+from harness.runner.data import RunData
 
 ROOT = Path(__file__).parent.parent
 RESULTS = ROOT / "results"
@@ -72,6 +74,7 @@ def test_migrate_restores_the_committed_results(tmp_path):
 
 
 def test_committed_leaderboard_is_what_the_records_give():
-    records = report.load_records(RESULTS)
+    """What `bench leaderboard --results results --format md --output results/leaderboard.md` writes."""
+    records = with_leakage(load_records(RESULTS), RunData(DATA))
     text = render.to_markdown(report.leaderboard(records), report.transfer_matrices(records), report.transfer_leaderboard(records))
     assert text == (RESULTS / "leaderboard.md").read_text()

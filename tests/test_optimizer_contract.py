@@ -16,8 +16,9 @@ from fakeworld import make_ctx, messy_optimizer, parity_task, scripted_models
 
 from baselines.fixed import FixedPrompt
 from harness.backends.fake import ScriptedGenerator
+from harness.core.context import Optimizer
 from harness.core.methods import load_methods, make_optimizer
-from harness.core.types import Budget, Cost, Needs, Optimizer, OptimizeResult, PromptCandidate
+from harness.core.types import Budget, Cost, Needs, OptimizeResult, PromptCandidate
 
 METHODS = load_methods()
 TASK = parity_task()
@@ -142,7 +143,7 @@ def step_logs(request):
 
 
 def test_every_optimizer_logs_the_shared_curve_key(step_logs):
-    from harness.reports.leaderboard import curves
+    from harness.reports.curves import curves
 
     assert {"greater", "ape", "opro", "protegi", "textgrad"} <= set(step_logs)
     for method, steps in step_logs.items():
@@ -159,7 +160,7 @@ def test_every_optimizer_logs_the_shared_curve_key(step_logs):
 
 
 def test_curve_plot_has_one_line_per_method(step_logs):
-    from harness.reports.leaderboard import curves
+    from harness.reports.curves import curves
     from harness.reports.plots import optimization_curves
 
     fig = optimization_curves(curves([_record(m, steps) for m, steps in step_logs.items()]))
@@ -171,7 +172,7 @@ def test_curve_plot_has_one_line_per_method(step_logs):
 
 
 def _record(method, steps):
-    from harness.reports.leaderboard import CellRecord
+    from harness.reports.loading import CellRecord
 
     rows = tuple({k: v for k, v in s.items() if k not in ("state", "rng")} for s in steps)
     return CellRecord(run_id=f"optimize-{method}", kind="optimize", method=method, task=TASK.name, model="fake",

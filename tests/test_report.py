@@ -23,6 +23,8 @@ from harness.evaluation.stats import (
 )
 from harness.reports import leaderboard as report
 from harness.reports import render
+from harness.reports.curves import curves
+from harness.reports.loading import load_records
 
 T1, T2 = "bbh:navigate", "bbh:date_understanding"
 ZS = [1, 1, 0, 0, 0, 0, 0, 0, 1, 0]  # 0.3
@@ -96,7 +98,7 @@ def _row(board, task, method, preset="cpu"):
 
 
 def test_leaderboard_known_answers(results):
-    board = report.leaderboard(report.load_records(results))
+    board = report.leaderboard(load_records(results))
     g = _row(board, T1, "greater")
     half = 4.302653 * 0.1 / math.sqrt(3)
     assert g["seeds"] == 3 and g["accuracy"] == pytest.approx(0.7)
@@ -135,15 +137,15 @@ def test_leaderboard_known_answers(results):
 
 
 def test_two_runs_of_one_cell_are_an_error(results):
-    records = report.load_records(results)
+    records = load_records(results)
     twin = dataclasses.replace(records[0], run_id="other")
     with pytest.raises(BenchError, match="two runs of"):
         report.leaderboard([*records, twin])
 
 
 def test_curves_from_step_logs(results):
-    records = report.load_records(results)
-    c = report.curves(records)
+    records = load_records(results)
+    c = curves(records)
     g = c[(c["method"] == "greater") & (c["task"] == T1) & (c["seed"] == 0)]
     assert list(g["step"]) == [0, 1, 2] and list(g["train_accuracy"][:2]) == [0.5, 0.75]
     assert math.isnan(g["train_accuracy"].iloc[2]) and g["dev_accuracy"].iloc[2] == 0.6
@@ -153,12 +155,12 @@ def test_curves_from_step_logs(results):
     # step logs written before the shared keys: GReaTer's train_error and dev list, APE/OPRO's scored pairs
     old = [{"kind": "step", "train_error": 0.25}, {"kind": "dev_selection", "dev": [{"accuracy": 0.4}, {"accuracy": 0.6}]},
            {"scored": [["a", 0.5], ["b", 0.25]]}]
-    legacy = report.curves([dataclasses.replace(records[0], steps=tuple(old))])
+    legacy = curves([dataclasses.replace(records[0], steps=tuple(old))])
     assert list(legacy["train_accuracy"].fillna(-1)) == [0.75, -1, 0.5] and legacy["dev_accuracy"].iloc[1] == 0.6
 
 
 def test_markdown_and_csv(results):
-    records = report.load_records(results)
+    records = load_records(results)
     board = report.leaderboard(records)
     md = render.to_markdown(board)
     assert "### m, preset cpu: average over 2 tasks" in md
@@ -174,7 +176,7 @@ def test_other_readings_are_reported_beside_the_primary(tmp_path):
         write_run(tmp_path, method="greater", task=T1, seed=s, correct=[1, 0], other_readings={"options": opt, "fallback": fb})
     write_run(tmp_path, method="greater", task=T2, seed=0, correct=[0, 0], other_readings={"options": 0.5})
     write_run(tmp_path, method="greater", task=T2, seed=1, correct=[0, 0], other_readings={"options": 0.3})
-    board = report.leaderboard(report.load_records(tmp_path))
+    board = report.leaderboard(load_records(tmp_path))
     g1, g2, avg = _row(board, T1, "greater"), _row(board, T2, "greater"), _row(board, "average", "greater")
     assert g1["primary"] == "greedy" and g1["greedy_accuracy"] == pytest.approx(0.5) == g1["accuracy"]
     assert (g1["options_accuracy"], g1["fallback_accuracy"]) == pytest.approx((0.7, 0.3))
@@ -190,7 +192,7 @@ def test_other_readings_are_reported_beside_the_primary(tmp_path):
 
 
 def test_html_page_is_self_contained(results):
-    records = report.load_records(results)
+    records = load_records(results)
     page = render.page(records)
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert not re.search(r"(src|href)=\"(https?:)?//", page) and "<link" not in page and "http" not in page
@@ -208,33 +210,33 @@ def test_truncated_summary_is_named(results):
     path = next(results.glob("optimize-greater-*")) / "summary.json"
     path.write_text(path.read_text()[:50])
     with pytest.raises(BenchError, match=rf"corrupt or truncated record {re.escape(str(path))}"):
-        report.load_records(results)
+        load_records(results)
 
 
 def test_torn_prediction_line_is_named(results):
     path = next(results.glob("optimize-greater-*")) / "predictions.jsonl"
     path.write_text(path.read_text()[:-20])
     with pytest.raises(BenchError, match=rf"{re.escape(str(path))} line 10"):
-        report.load_records(results)
+        load_records(results)
 
 
 def test_missing_prediction_lines_are_detected(results):
     path = next(results.glob("optimize-greater-*")) / "predictions.jsonl"
     path.write_text("".join(path.read_text().splitlines(keepends=True)[:8]))
     with pytest.raises(BenchError, match=rf"truncated record {re.escape(str(path))}: 8 examples, summary.json says 10"):
-        report.load_records(results)
+        load_records(results)
 
 
 def test_wrong_schema_and_absent_predictions(results):
     folder = next(results.glob("optimize-ape-*"))
     (folder / "predictions.jsonl").unlink()  # per-example files may stay out of git: no paired test then
-    board = report.leaderboard(report.load_records(results))
+    board = report.leaderboard(load_records(results))
     rows = board[(board["method"] == "ape") & (board["task"] != "average")]
     assert rows["p_vs_zs_cot"].isna().sum() == 1 and rows["accuracy"].notna().all()
     spec = folder / "spec.json"
     spec.write_text(spec.read_text().replace('"schema": 1', '"schema": 99'))
     with pytest.raises(BenchError, match=rf"{re.escape(str(spec))} has schema 99, expected 1"):
-        report.load_records(results)
+        load_records(results)
 
 
 # ------------------------------------------------------------------------------------------ transfer
@@ -275,7 +277,7 @@ def test_transfer_matrix(tmp_path, monkeypatch):
     opened.clear()  # a second run: every pair is a finished run folder, no model is opened
     again = run_transfer(tmp_path, ["fake-a", "fake-b"], opener=opener)[("cpu", "greater")]
     assert opened == [] and again.equals(m)
-    md = render.to_markdown(report.leaderboard(report.load_records(tmp_path)), report.transfer_matrices(report.load_records(tmp_path)))
+    md = render.to_markdown(report.leaderboard(load_records(tmp_path)), report.transfer_matrices(load_records(tmp_path)))
     assert "### transfer: greater (preset cpu)" in md and f"| fake-b | {100 * weak_on_a:.1f} | 25.0 |" in md
 
 
@@ -288,7 +290,7 @@ def test_majority_class_reference_rows(tmp_path):
         write_run(tmp_path, method=method, task=T1, model="old", correct=[1, 0])  # written before the field
     write_run(tmp_path, method="zs-cot", task=T1, model="mixed", correct=[1, 0], majority=0.5)
     write_run(tmp_path, method="greater", task=T1, model="mixed", correct=[1, 0], majority=0.7)
-    board = report.leaderboard(report.load_records(tmp_path))
+    board = report.leaderboard(load_records(tmp_path))
     assert _row(board, T1, report.MAJORITY)["accuracy"] == pytest.approx(0.58)
     assert _row(board, "average", report.MAJORITY)["accuracy"] == pytest.approx(0.59)
     for model in ("old", "mixed"):
@@ -296,7 +298,7 @@ def test_majority_class_reference_rows(tmp_path):
     m = board[board["model"] == "m"]
     assert list(m["method"][:3]) == [report.MAJORITY, "zs-cot", "greater"]  # the majority class leads
     md = render.to_markdown(board)
-    assert "| majority class | 59.0 | - | - | - | - | - | - | - | 1 |" in md
+    assert "| majority class | 59.0 | - | - | - | - | - | - | - | - | - | - | - | 1 |" in md
     assert "| bbh:navigate | majority class | 58.0 | - |" in md
 
 
@@ -309,7 +311,7 @@ def test_transfer_leaderboard_compares_prompts_on_the_target_model(tmp_path):
     on_b = [1, 1, 1, 1, 1, 0, 0, 0, 0, 0]  # 5 better than zs-cot on b, none worse
     write_run(tmp_path, method="greater", model="b", source=gr, correct=on_b, prompt="p",
               other_readings={"options": 0.9})
-    records = report.load_records(tmp_path)
+    records = load_records(tmp_path)
     board = report.transfer_leaderboard(records)
     assert set(board["model"]) == {"a -> b"} and set(board["method"]) == {"zs-cot", "greater"}
     g = _row(board, T1, "greater")
@@ -321,7 +323,8 @@ def test_transfer_leaderboard_compares_prompts_on_the_target_model(tmp_path):
     assert set(report.leaderboard(records)["model"]) == {"a"}
     md = render.to_markdown(report.leaderboard(records), report.transfer_matrices(records), board)
     assert "### transfer a -> b, preset cpu: per task (test acc: greedy reading)" in md
-    assert "| bbh:navigate | greater | 50.0 [0-100] | 90.0 | +50.0 | 0.062 | - | - | 150 | 12 | 1m00s | 1 |" in md
+    # dev % and dev−test: measured on the source model, left out; prompt "p" is 1 token; leakage unknown (no data)
+    assert "| bbh:navigate | greater | 50.0 [0-100] | 90.0 | +50.0 | 0.062 | - | - | - | 1 | - | - | 150 | 12 | 1m00s | 1 |" in md
     page = render.page(records, with_plots=False)
     assert "<h2>transfer a -&gt; b, preset cpu: per task (test acc: greedy reading)</h2>" in page
 
@@ -335,7 +338,7 @@ def test_transfer_matrix_cells_average_the_same_tasks(tmp_path):
     write_run(tmp_path, method="greater", task=T1, model="b", source=a1, correct=[1, 1, 1, 1])
     write_run(tmp_path, method="greater", task=T2, model="b", source=a2, correct=[0, 0, 0, 0])
     write_run(tmp_path, method="greater", task=T1, model="a", source=b1, correct=[0, 0])
-    records = report.load_records(tmp_path)
+    records = load_records(tmp_path)
     m = report.transfer_matrices(records)[("cpu", "greater")]
     assert m.attrs["tasks"] == [T1]
     assert (m.loc["a", "a"], m.loc["a", "b"], m.loc["b", "a"], m.loc["b", "b"]) == (0.5, 1.0, 0.0, 0.25)
@@ -346,7 +349,7 @@ def test_transfer_matrix_cells_average_the_same_tasks(tmp_path):
 
     b2 = write_run(tmp_path, method="greater", task=T2, model="b", correct=[1, 1])  # b optimized on T2 too ...
     write_run(tmp_path, method="greater", task=T2, model="a", source=b2, correct=[1, 1])  # ... and scored on a
-    m2 = report.transfer_matrices(report.load_records(tmp_path))[("cpu", "greater")]
+    m2 = report.transfer_matrices(load_records(tmp_path))[("cpu", "greater")]
     assert m2.attrs["tasks"] == sorted([T1, T2]) and m2.loc["b", "a"] == pytest.approx(0.5)  # (0 + 1) / 2
     assert "averaged over 2 tasks (" in report.matrix_title("cpu", "greater", m2)
     assert report.matrix_title("cpu", "greater", m2, short=True) == "greater (preset cpu), test accuracy % averaged over 2 tasks"
@@ -355,7 +358,7 @@ def test_transfer_matrix_cells_average_the_same_tasks(tmp_path):
 def test_paired_correctness_survives_without_predictions_file(tmp_path):
     """predictions.jsonl stays out of git; summary.json's compact copy keeps paired tests possible."""
     from harness.core.spec import RunSpec
-    from harness.reports.leaderboard import load_record
+    from harness.reports.loading import load_record
     from harness.runner.records import RunFolder
 
     spec = RunSpec(kind="optimize", task="bbh:navigate", model="m", data="d", method="greater", preset="cpu")
@@ -376,7 +379,7 @@ def test_average_over_tasks_uses_the_seeds_every_task_has(tmp_path):
     write_run(tmp_path, method="opro", task=T1, seed=0, correct=[1, 1, 0, 0])  # 0.50
     write_run(tmp_path, method="opro", task=T1, seed=1, correct=[1, 1, 1, 1])  # 1.00
     write_run(tmp_path, method="opro", task=T2, seed=0, correct=[1, 0, 0, 0])  # 0.25
-    board = report.leaderboard(report.load_records(tmp_path))
+    board = report.leaderboard(load_records(tmp_path))
     avg = _row(board, "average", "opro")
     assert avg["seeds"] == 1 and avg["accuracy"] == pytest.approx((0.50 + 0.25) / 2)
     assert _row(board, T1, "opro")["accuracy"] == pytest.approx(0.75)  # the task's own row keeps both seeds

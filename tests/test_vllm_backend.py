@@ -203,9 +203,10 @@ def test_greater_decodes_with_vllm_and_takes_gradients_with_hf(tmp_path, data_di
     """A smoke GReaTer cell on backend vllm: every generation goes through the vLLM engine; HF only for gradients."""
     from harness.backends.hf import HFGenerator
     from harness.backends.vllm import VLLMGenerator
+    from harness.runner.cell import run_cell
     from harness.runner.cells import Cell, GridSettings
     from harness.runner.data import RunData
-    from harness.runner.grid import grid_specs, run_cell
+    from harness.runner.grid import grid_specs
     from harness.runner.pool import ModelPool
 
     calls = {"vllm": 0, "hf": 0}

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from harness.cli import commands, export, grid
+from harness.cli import commands, export, grid, options
 
 app = typer.Typer(
     help="greater-bench: benchmark prompt optimizers (GReaTer, APE, OPRO, ProTeGi, TextGrad, PE2, EvoPrompt) on reasoning tasks.",
@@ -19,6 +19,13 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,  # click's plain help: it wraps descriptions and never cuts an option's name
 )
+
+
+@app.callback()
+def _every_command() -> None:
+    options.quiet_progress_bars()  # in a log, only the harness's own progress lines
+
+
 app.command("tasks")(commands.tasks_cmd)
 app.command("models")(commands.models_cmd)
 app.command("methods")(commands.methods_cmd)

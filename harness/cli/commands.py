@@ -23,6 +23,7 @@ from harness.cli.options import (
     Device,
     Dtype,
     EvalPreset,
+    LengthPenalty,
     Limit,
     MaxNewTokens,
     OptimizerBackend,
@@ -42,6 +43,7 @@ from harness.cli.options import (
     err,
     friendly,
     out,
+    print_table,
     seed_int,
 )
 from harness.core.io import check_writable
@@ -62,7 +64,7 @@ def tasks_cmd() -> None:
     for name in names:
         t = get_task(name)
         table.add_row(name, t.answer_format.value, " ".join(t.options) or "-")
-    out.print(table)
+    print_table(table)
     out.print("groups: bbh (all 27 BBH tasks), bbh21 (the 21 of the GReaTer paper); custom tasks: custom:PATH.jsonl")
 
 
@@ -74,7 +76,7 @@ def models_cmd() -> None:
     table = Table("alias", "description", "licence", "status")
     for row in list_models():
         table.add_row(row["alias"], row["description"], row["licence"], row["status"])
-    out.print(table)
+    print_table(table)
     out.print("Also accepted: a local Hugging Face model folder, or a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct.")
 
 
@@ -156,7 +158,7 @@ def methods_cmd() -> None:
     table = Table("method", "what it does", box=None, show_header=False)
     for name, about in describe_methods():
         table.add_row(name, about)
-    out.print(table)
+    print_table(table)
 
 
 @friendly
@@ -173,6 +175,7 @@ def optimize_cmd(
     base_url: BaseUrl = None,
     backend: Backend = "auto",
     budget_tokens: BudgetTokens = None,
+    length_penalty: LengthPenalty = 0.0,
     reading: Reading = None,
     limit: Limit = None,
     dtype: Dtype = "float32",
@@ -188,9 +191,10 @@ def optimize_cmd(
     The same cell as `bench run` builds for these options: both commands reuse each other's run folders.
     """
     from harness.cli.display import Display, progress_seconds
+    from harness.runner.cell import cell_optimizer, run_cell
     from harness.runner.cells import Cell, GridSettings
     from harness.runner.data import RunData
-    from harness.runner.grid import cell_optimizer, grid_specs, run_cell
+    from harness.runner.grid import grid_specs
     from harness.runner.pool import ModelPool
     from tasks import get_task
 
@@ -201,7 +205,7 @@ def optimize_cmd(
     get_task(task)
     settings = GridSettings(
         preset=preset, position=position, max_new_tokens=max_new_tokens, limit=limit, reading=reading, dtype=dtype,
-        budget_tokens=budget_tokens, optimizer_model=optimizer_model, optimizer_backend=optimizer_backend,
+        budget_tokens=budget_tokens, length_penalty=length_penalty, optimizer_model=optimizer_model, optimizer_backend=optimizer_backend,
         base_url=base_url, backend=backend,
     )
     data = RunData(data_dir)
@@ -222,7 +226,7 @@ def optimize_cmd(
     table = Table("", "prompt", "dev", "test", title=f"{method} on {task} ({model}, preset {preset}, seed {seed})")
     table.add_row("optimized", summary["prompt"], f"{100 * summary['dev_accuracy']:.1f}", f"{100 * summary['test_accuracy']:.1f}")
     table.add_row("zero-shot CoT", ZERO_SHOT_COT, "", f"{100 * summary['zero_shot_cot_test_accuracy']:.1f}")
-    out.print(table)
+    print_table(table)
     c = summary["cost"]
     out.print(
         f"cost: task calls {c['task_calls']}, task tokens {c['task_tokens_in'] + c['task_tokens_out']}, "
@@ -249,7 +253,7 @@ def _print_summaries(summaries: list[tuple[RunSpec, dict[str, Any]]], out_dir: P
             cells.append(f"{100 * v['accuracy']:.0f}{star} [{100 * lo:.0f}-{100 * hi:.0f}]")
         inv = s["readings"].get("greedy", {}).get("invalid")
         table.add_row(spec.task, str(s["n"]), *cells, "-" if inv is None else f"{100 * inv:.0f}%", f"{s['mean_reasoning_tokens']:.0f}")
-    out.print(table)
+    print_table(table)
     for _spec, s in summaries:
         for note in s.get("notes", []):
             out.print(f"note: {note}")

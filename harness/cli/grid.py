@@ -24,6 +24,7 @@ from harness.cli.options import (
     Dtype,
     Executor,
     Isolate,
+    LengthPenalty,
     Limit,
     MaxNewTokens,
     MaxParallel,
@@ -44,6 +45,7 @@ from harness.cli.options import (
     err,
     friendly,
     out,
+    print_table,
 )
 from harness.core.types import BenchError
 
@@ -64,6 +66,7 @@ def run_cmd(
     limit: Limit = None,
     reading: Reading = None,
     budget_tokens: BudgetTokens = None,
+    length_penalty: LengthPenalty = 0.0,
     optimizer_model: OptimizerModel = None,
     optimizer_backend: OptimizerBackend = None,
     base_url: BaseUrl = None,
@@ -110,7 +113,7 @@ def run_cmd(
     method_names, model_names, seed_list = _methods(methods), parse_list(models, "model"), parse_seeds(seeds)
     settings = GridSettings(
         preset=preset, position=position, max_new_tokens=max_new_tokens, limit=limit, reading=reading, dtype=dtype,
-        budget_tokens=budget_tokens, optimizer_model=optimizer_model, optimizer_backend=optimizer_backend,
+        budget_tokens=budget_tokens, length_penalty=length_penalty, optimizer_model=optimizer_model, optimizer_backend=optimizer_backend,
         base_url=base_url, backend=backend,
     )
     from harness.runner.ray_executor import RaySettings
@@ -171,25 +174,43 @@ def leaderboard_cmd(
     format: Annotated[str, typer.Option("--format", help="md (README), csv (analysis) or html (a self-contained page).")] = "md",
     output: Annotated[Path | None, typer.Option(help="Write here (default: stdout; html: RESULTS/leaderboard.html).")] = None,
     plots: Annotated[Path | None, typer.Option(help="Also save the plots as PNG files in this folder.")] = None,
+    data_dir: DataDir = None,
+    targets: Annotated[str | None, typer.Option(
+        help="Published numbers beside the measured ones: 'paper' (GReaTer Table 1 and 3; preset paper, greedy "
+        "reading) with the difference and a verdict per row (md and html).")] = None,
 ) -> None:
-    """Build the comparison table from the stored records (it is regenerated, never edited)."""
+    """Build the comparison table from the stored records (it is regenerated, never edited). The task data
+    (--data-dir) gives the leakage check of records written before runs stored it."""
     from harness.core.io import atomic_write_text
     from harness.reports import leaderboard as report
     from harness.reports import render
+    from harness.reports.loading import load_records, with_leakage
+    from harness.runner.data import RunData
 
     results = results or default_results()
     if format not in FORMATS:
         raise BenchError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
-    records = report.load_records(results)
+    records = load_records(results)
     if not records:
         raise BenchError(f"no finished runs in {results}: run `bench run` first")
+    records = with_leakage(records, RunData(data_dir))
     board = report.leaderboard(records)
+    paper = None
+    if targets is not None:
+        from harness.reports.targets import compare, load_targets
+
+        chosen = load_targets(targets)
+        paper = (chosen, compare(chosen, board, report.transfer_leaderboard(records)))
     if format == "md":
         text = render.to_markdown(board, report.transfer_matrices(records), report.transfer_leaderboard(records))
+        if paper is not None:
+            from harness.reports.targets import to_markdown
+
+            text += "\n" + to_markdown(paper[1], paper[0])
     elif format == "csv":
         text = render.to_csv(board)
     else:
-        text = render.page(records)
+        text = render.page(records, targets=paper)
         output = output or results / "leaderboard.html"
     if plots is not None:
         _save_plots(records, board, plots)
@@ -244,7 +265,7 @@ def transfer_cmd(
         table = Table("optimized on \\ evaluated on", *map(str, m.columns), title=matrix_title(preset, method, m))
         for src, row in m.iterrows():
             table.add_row(str(src), *(pct(v) for v in row))
-        out.print(table)
+        print_table(table)
     if not matrices:
         out.print("no transfer pairs: every prompt was optimized on the evaluation models themselves")
     out.print(f"matrices (CSV, PNG) in {report_dir}")
@@ -295,7 +316,7 @@ def _dry_run(methods: list[str], tasks: str, models: list[str], seeds: list[int]
     for c in plan.cells:
         s = c.spec
         table.add_row(s.method, s.task, s.model, str(s.seed), c.status, count(c.tokens), seconds(c.seconds))
-    out.print(table)
+    print_table(table)
     todo = sum(1 for c in plan.cells if c.status != "finished")
     measured = sum(1 for c in plan.cells if c.measured and c.status != "finished")
     out.print(f"{todo} of {len(specs)} cells to run: ~{count(plan.tokens)} task-model tokens, {seconds(plan.seconds)} of "
@@ -318,12 +339,21 @@ def _methods(text: str) -> list[str]:
 
 
 def _save_plots(records: Any, board: Any, folder: Path) -> None:
+    """The plots as PNG files in `folder`, with the anytime curves' numbers as anytime.csv."""
+    from harness.core.io import atomic_write_text
+    from harness.core.spec import safe_name
     from harness.reports import leaderboard as report
     from harness.reports import plots as P
+    from harness.reports.curves import anytime, curves
 
     P.save(P.accuracy_bars(board), folder / "accuracy.png")
     P.save(P.cost_vs_accuracy(board), folder / "cost_vs_accuracy.png")
-    c = report.curves(records)
+    P.save(P.pareto(board), folder / "pareto.png")
+    any_time = anytime(records)
+    atomic_write_text(folder / "anytime.csv", any_time.to_csv(index=False))
+    for (preset, model, task), fig in P.anytime_plots(any_time).items():
+        P.save(fig, folder / safe_name(f"anytime-{preset}-{model}-{task}.png"))
+    c = curves(records)
     if not c.empty:
         P.save(P.optimization_curves(c), folder / "curves.png")
     for (preset, method), m in report.transfer_matrices(records).items():
@@ -343,7 +373,7 @@ def _print_records(console: Any, records: list[dict[str, Any]]) -> None:
             r["method"], r["task"], r["model"], str(r["seed"]), f"{100 * r['test_accuracy']:.1f}",
             f"{100 * r['zero_shot_cot_test_accuracy']:.1f}", f"{wall:.0f} s", r["prompt"][:80],
         )
-    console.print(table)
+    print_table(table, console)
 
 
 @friendly

@@ -7,6 +7,7 @@ so `--help` cannot drift from what a run does.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -77,6 +78,49 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
                 signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def print_table(table: Any, console: Console | None = None) -> None:
+    """Print a rich table whole. On a terminal rich fits it to the window; in a log or a pipe (no terminal,
+    where rich would assume 80 columns and cut headers to "gre…") it is printed at the width its content needs,
+    so every header and cell is there to read."""
+    console = console or out
+    if console.is_terminal:
+        console.print(table)
+        return
+    width = Console(width=100_000, color_system=None).measure(table).maximum
+    Console(file=console.file, width=max(width, 20), color_system=None, force_terminal=False).print(table)
+
+
+# Third-party progress bars (tqdm: transformers' GGUF conversion and weight loading, datasets, the hub) draw
+# with carriage returns, which a log file shows as one line per redraw. The switches each library reads:
+QUIET_PROGRESS_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+
+
+def quiet_progress_bars(stream: Any = None) -> bool:
+    """When `stream` (stderr by default) is not a terminal, switch third-party progress bars off for this process
+    and its children (environment variables, read when those libraries load, plus their switches when already
+    loaded). The harness's own progress lines (`harness.cli.display`) are not affected. Returns whether it did."""
+    import sys
+
+    stream = stream if stream is not None else sys.stderr
+    if getattr(stream, "isatty", lambda: False)():
+        return False
+    for key, value in QUIET_PROGRESS_ENV.items():
+        os.environ.setdefault(key, value)
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as tf_logging
+
+        tf_logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        import datasets
+
+        datasets.disable_progress_bars()
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    return True
 
 
 def check_cache(cache: bool) -> None:
@@ -185,6 +229,9 @@ Reading = Annotated[
 Dtype = Annotated[str, typer.Option(help=f"Weights dtype: {', '.join(DTYPES)} (hf and vllm backends).")]
 Cache = Annotated[bool, typer.Option("--cache/--no-cache", help="Use the shared response cache.")]
 Limit = Annotated[int | None, typer.Option(min=1, help="Score only the first N rows of the split (optimize: of the test split).")]
+LengthPenalty = Annotated[float, typer.Option(
+    "--length-penalty", help="Length objective for every method that selects prompts: selection score minus "
+    "L x prompt tokens / 100 (recorded in the run spec; 0: off).")]
 BudgetTokens = Annotated[int | None, typer.Option("--budget", help="Common budget per cell: task-model tokens (in + out).")]
 OptimizerModel = Annotated[str | None, typer.Option(help="Optimizer LLM of text-based methods (default: the task model).")]
 OptimizerBackend = Annotated[

@@ -1,4 +1,5 @@
-"""What every optimizer is handed (`OptimizeContext`), the shared cost meter, scoring, and checkpoints.
+"""The `Optimizer` protocol and what every optimizer is handed (`OptimizeContext`): the shared cost meter, scoring,
+and checkpoints.
 
 An optimizer touches nothing but its `ctx`: the task model it scores prompts with, the optimizer LLM it
 asks for new prompts, the gradient model (GReaTer), the budget and cost meter, a seeded RNG and the step
@@ -13,10 +14,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from harness.core.io import append_jsonl, read_jsonl
 from harness.core.spec import NO_PRESET
+from harness.core.text import prompt_tokens
 from harness.core.types import (
     Budget,
     Cost,
@@ -26,6 +28,8 @@ from harness.core.types import (
     Generator,
     GenParams,
     GradientModel,
+    Needs,
+    OptimizeResult,
     Prompt,
     PromptPosition,
     Task,
@@ -96,6 +100,7 @@ class OptimizeContext:
     position: PromptPosition = NO_PRESET.position  # the run's (its preset's), shared by every method
     max_new_tokens: int = NO_PRESET.max_new_tokens  # reasoning length of every score()
     primary_reading: str | None = None
+    length_penalty: float = 0.0  # selection score - L x prompt tokens / 100 (`selection_score`); 0: off
     steps_path: Path | None = None  # where step records go (JSON lines); None: kept in memory only
     progress: Callable[[str], None] = lambda _msg: None
     rng: random.Random = field(init=False)
@@ -131,13 +136,22 @@ class OptimizeContext:
             max_new_tokens=self.max_new_tokens, primary=self.primary_reading, seed=self.seed,
         )
 
+    def selection_score(self, prompt: str | None, score: float) -> float:
+        """The score a method selects prompts by: `score` (an accuracy) minus the run's length penalty, L x prompt
+        tokens / 100 (`harness.core.text.prompt_tokens`). With no penalty, `score` itself."""
+        if not self.length_penalty:
+            return score
+        return score - self.length_penalty * prompt_tokens(prompt) / 100
+
     # ------------------------------------------------------------------ steps and resume
     def log_step(self, record: dict[str, Any], state: dict[str, Any] | None = None) -> None:
         """Record one finished step; `state` is what the method needs to continue from here.
 
         Curve keys, shared by every method and read by `harness.reports.leaderboard.curves`: `train_accuracy` and
         `dev_accuracy`, numbers in [0, 1] a step logs when it scored prompts on that split (never an extra
-        model call just for the curve; what each method's number means is listed at `curves`).
+        model call just for the curve; what each method's number means is listed at `curves`), and
+        `selection_score`: the best-so-far prompt's score as the method selects by it (`selection_score`, the length
+        penalty included), the y of the anytime curves (`harness.reports.curves.anytime`; x: this row's `cost`).
         """
         self.tick()
         row = {
@@ -174,3 +188,20 @@ def _rng_to_json(state: tuple) -> list:
 def _rng_from_json(state: list) -> tuple:
     version, internal, gauss = state
     return (version, tuple(internal), gauss)
+
+
+@runtime_checkable
+class Optimizer(Protocol):
+    """Every prompt optimizer: hyper-parameters in the constructor, data in the call.
+
+    `needs` says what the runner must put into the context (`Needs`); `optimize` touches nothing but its
+    context (`OptimizeContext`: models, budget, cost meter, seeded RNG, step log).
+    """
+
+    name: str
+    needs: Needs
+
+    def optimize(
+        self, task: Task, train: Sequence[Example], dev: Sequence[Example], ctx: OptimizeContext
+    ) -> OptimizeResult:
+        ...

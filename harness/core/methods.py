@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 
+from harness.core.context import Optimizer
 from harness.core.registry import Registry
-from harness.core.types import BenchError, Optimizer
+from harness.core.types import BenchError
 
 GROUP = "greater_bench.methods"
 Factory = Callable[..., Optimizer]

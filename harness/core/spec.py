@@ -23,6 +23,9 @@ from typing import Any
 from harness.core.registry import Registry
 from harness.core.types import READINGS, BenchError, Budget, Example, PromptPosition
 
+# Fields added to RunSpec after run folders were written, with their default: left out of spec.json (and so of
+# the run id) while they hold it.
+LATER_FIELDS: dict[str, Any] = {"length_penalty": 0.0}
 SPEC_VERSION = 2  # 1: untyped `extra`, no data fingerprint (`bench migrate` rewrites such folders)
 KINDS = ("eval", "optimize")
 SPLITS = ("train", "dev", "test")
@@ -160,6 +163,7 @@ class RunSpec:
     optimizer: OptimizerEndpoint | None = None  # optimize: the optimizer LLM (None: the task model)
     overrides: tuple[tuple[str, Override], ...] = ()  # optimize: method settings over the preset's, sorted
     source: TransferSource | None = None  # eval of a transferred prompt
+    length_penalty: float = 0.0  # optimize: selection score - L x prompt tokens / 100 (`--length-penalty`); 0: off
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen: normalise once, here)
@@ -204,14 +208,21 @@ class RunSpec:
                     raise BenchError(f"{flag} must be positive (got {v}); leave it out for no limit")
         if self.kind == "optimize" and self.preset is None:
             raise BenchError("an optimize run needs a preset (paper, cpu, cpu-0.5b or smoke)")
-        if self.kind == "eval" and (self.budget or self.optimizer or self.overrides):
+        if self.length_penalty < 0 or self.length_penalty != self.length_penalty:
+            raise BenchError(f"--length-penalty must be 0 or more (got {self.length_penalty})")
+        if self.kind == "eval" and (self.budget or self.optimizer or self.overrides or self.length_penalty):
             raise BenchError("budget, optimizer and method overrides belong to optimize runs, not eval runs")
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON (spec.json; its hash is the run id). Fields added after run folders existed
+        (`LATER_FIELDS`) are written only when set, so a folder written before them reads back, and hashes, the same."""
         d = dataclasses.asdict(self)
         d["position"] = self.position.value
         d["overrides"] = dict(self.overrides)
+        for name, default in LATER_FIELDS.items():
+            if d[name] == default:
+                del d[name]
         return d
 
     @classmethod
@@ -235,12 +246,17 @@ class RunSpec:
     def run_id(self) -> str:
         task = self.task.rsplit("/", 1)[-1].removesuffix(".jsonl")  # custom:/path/x.jsonl -> x
         slug = f"{self.kind}-{self.method}-{task.replace(':', '_')}-{self.model.rstrip('/').split('/')[-1]}"
-        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in slug)  # one folder, never nested
+        slug = safe_name(slug)  # one folder, never nested
         return f"{slug}-{stable_hash(self.to_dict(), 10)}"
 
     @property
     def optimizer_model(self) -> str:
         return self.optimizer.model if self.optimizer else self.model
+
+
+def safe_name(text: str) -> str:
+    """`text` as one file or folder name: anything but letters, digits, "-", "_" and "." becomes "_"."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
 def stable_hash(obj: Any, length: int = 12) -> str:

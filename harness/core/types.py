@@ -1,8 +1,9 @@
 """Core types of greater-bench: read this module first.
 
 Three layers are kept apart (as in DSPy): *what* is evaluated (`Task`, `Example`), *how* text is produced
-(`Generator` backends, `GenParams` with vLLM's names) and *tuning* (`Optimizer` with one method). Nothing
-here imports torch or touches files; heavy imports live inside the backends.
+(`Generator` backends, `GenParams` with vLLM's names) and *tuning* (`OptimizeResult`, `PromptCandidate`, `Needs`;
+the `Optimizer` protocol lives beside what it is handed, in `harness.core.context`). Nothing here imports torch
+or touches files; heavy imports live inside the backends.
 """
 
 from __future__ import annotations
@@ -11,10 +12,7 @@ import dataclasses
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-
-if TYPE_CHECKING:
-    from harness.core.context import OptimizeContext
+from typing import Any, Protocol, runtime_checkable
 
 SCHEMA_VERSION = 1
 
@@ -298,23 +296,6 @@ class GradientModel(Protocol):
     def render(self, prompt: Prompt) -> str: ...
 
     def encode(self, text: str) -> list[int]: ...
-
-
-@runtime_checkable
-class Optimizer(Protocol):
-    """Every prompt optimizer: hyper-parameters in the constructor, data in the call.
-
-    `needs` says what the runner must put into the context (`Needs`); `optimize` touches nothing but its
-    context (`harness.core.context.OptimizeContext`: models, budget, cost meter, seeded RNG, step log).
-    """
-
-    name: str
-    needs: Needs
-
-    def optimize(
-        self, task: Task, train: Sequence[Example], dev: Sequence[Example], ctx: OptimizeContext
-    ) -> OptimizeResult:
-        ...
 
 
 READINGS = ("greedy", "options", "fallback")

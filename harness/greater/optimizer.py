@@ -195,10 +195,13 @@ class Greater:
         if "dev" not in state and not ctx.out_of_budget():
             state = {**state, "dev": self._dev_select(task, dev, top, ctx)}
             dev_best = max(d["accuracy"] for d in state["dev"])
-            ctx.log_step({"kind": "dev_selection", "dev": state["dev"], "dev_accuracy": dev_best}, state)
+            chosen = max(ctx.selection_score(d["text"], d["accuracy"]) for d in state["dev"])
+            ctx.log_step({"kind": "dev_selection", "dev": state["dev"], "dev_accuracy": dev_best, "selection_score": chosen}, state)
         # out of budget: no dev selection; the best training score wins (the harness scores it on dev)
         dev_acc = [d["accuracy"] for d in state["dev"]] if "dev" in state else [None] * len(top)
-        best = max(range(len(top)), key=lambda i: (dev_acc[i] or 0.0, -i))  # ties: the better training score
+        # the final choice by dev accuracy, less the run's length penalty (`OptimizeContext.selection_score`)
+        # ties: the better training score
+        best = max(range(len(top)), key=lambda i: (ctx.selection_score(top[i].text, dev_acc[i] or 0.0), -i))
         history = [s for s in ctx.steps if s.get("kind") == "step"]
         return OptimizeResult(
             best=PromptCandidate(text=top[best].text, score=dev_acc[best], meta=top[best].public()),

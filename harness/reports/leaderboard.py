@@ -1,8 +1,5 @@
-"""Reports are pure functions of the stored records: the leaderboard, optimization curves, transfer tables.
-
-`load_records(results_dir)` is the only function that reads files: it turns every finished run folder into a
-`CellRecord` (a corrupt or truncated record file is an error naming the file). Everything else takes records
-and returns a pandas DataFrame or text, so a report is regenerated, never edited.
+"""The leaderboard and the transfer tables: pure functions of `CellRecord`s (`harness.reports.loading` reads
+them), returning pandas DataFrames, so a report is regenerated, never edited.
 
 Leaderboard rows are keyed by (preset, model, task, method); `task == "average"` rows average over the tasks
 every method of that (preset, model) has. Columns:
@@ -12,143 +9,33 @@ every method of that (preset, model) has. Columns:
   p_vs_greater (exact sign test of per-example correctness averaged over common seeds; with one seed this is
   the exact McNemar test), primary (the reading `accuracy` uses), greedy_accuracy, options_accuracy and
   fallback_accuracy (the same test runs read each way; NaN where a reading does not apply), tokens, calls,
-  task_tokens, optimizer_tokens, forward_passes, backward_passes, unparseable, wall_seconds (means per cell).
+  task_tokens, optimizer_tokens, forward_passes, backward_passes, unparseable, wall_seconds (means per cell);
+  dev_minus_test / dmt_low / dmt_high (dev accuracy minus test accuracy, `dev_minus_test`), prompt_tokens (the
+  found prompt's length, `harness.core.text.prompt_tokens`) and reasoning_tokens (mean reasoning
+  tokens it induced at test), means over seeds; leak_words / leak_split (the longest word run the prompt shares
+  with a train, dev or test input or gold, the largest over seeds, and its split; NaN when unknown).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from harness.core.io import read_jsonl
-from harness.core.types import READINGS, SCHEMA_VERSION, BenchError
+from harness.core.text import prompt_tokens
+from harness.core.types import READINGS, BenchError
 from harness.evaluation.stats import mean_interval, paired_bootstrap, sign_test, stratified_bootstrap_ci
+from harness.reports.loading import CellRecord
 
 REFERENCE = "zs-cot"
 BASELINE = "greater"
 IN_CELL = "zs-cot (in-cell)"  # the reference row built from each cell's zero_shot_cot_test_accuracy
 MAJORITY = "majority class"  # always giving the test split's most frequent answer (closed answer sets)
-
-
-@dataclass(frozen=True, kw_only=True)
-class CellRecord:
-    """One finished run: an optimize cell, or a transfer evaluation of a stored prompt on another model."""
-
-    run_id: str
-    kind: str  # "optimize" or "eval" (transfer)
-    method: str
-    task: str
-    model: str  # the model the prompt was scored on
-    source_model: str  # the model it was optimized on (== model for optimize cells)
-    seed: int
-    preset: str
-    prompt: str | None
-    accuracy: float
-    ci95: tuple[float, float]
-    n: int
-    primary: str
-    dev_accuracy: float | None = None
-    zs_cot_accuracy: float | None = None
-    cost: Mapping[str, float] = field(default_factory=dict)
-    correct: Mapping[str, bool] = field(default_factory=dict)  # example id -> correct (primary reading)
-    readings: Mapping[str, float] = field(default_factory=dict)  # reading -> test accuracy (primary included)
-    majority: float | None = None  # accuracy of always giving the test split's most frequent answer
-    steps: tuple[Mapping[str, Any], ...] = ()
-    source_run: str | None = None
-
-
-# ------------------------------------------------------------------------------------------ reading
-
-
-def read_json_record(path: Path) -> dict[str, Any]:
-    """A run folder's JSON file (spec.json, summary.json), checked for its schema version."""
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BenchError(f"missing record {path}: the run folder is incomplete; delete it and re-run") from None
-    except json.JSONDecodeError:
-        raise BenchError(f"corrupt or truncated record {path}: delete the run folder and re-run") from None
-    if not isinstance(obj, dict) or obj.get("schema") != SCHEMA_VERSION:
-        found = obj.get("schema") if isinstance(obj, dict) else "?"
-        raise BenchError(f"record {path} has schema {found}, expected {SCHEMA_VERSION}")
-    return obj
-
-
-def load_record(folder: Path, *, steps: bool = True) -> CellRecord | None:
-    """The record of one finished run folder; None for unfinished folders and plain `bench eval` runs."""
-    if not (folder / "summary.json").exists():
-        return None
-    try:
-        return _load_record(folder, steps)
-    except (KeyError, TypeError, ValueError) as e:
-        raise BenchError(f"malformed record in {folder} ({type(e).__name__}: {e}): delete the run folder and re-run") from None
-
-
-def _load_record(folder: Path, steps: bool) -> CellRecord | None:
-    meta, summary = read_json_record(folder / "spec.json"), read_json_record(folder / "summary.json")
-    spec = meta["spec"]
-    if "extra" in spec:
-        raise BenchError(f"{folder} was written before typed run specs: run `bench migrate {folder.parent}` once")
-    source = spec.get("source") or {}
-    if spec["kind"] == "eval" and not source:
-        return None
-    correct: dict[str, bool] = {}
-    pred_path = folder / "predictions.jsonl"
-    if spec["kind"] == "optimize":
-        test, primary = summary["test"], summary["primary"]
-    else:
-        test, primary = summary, summary["primary"]
-    n = int(test["n"])
-    if pred_path.exists():  # per-example files stay out of git; summary.json keeps a compact copy
-        rows = read_jsonl(pred_path)
-        if len(rows) != n:
-            raise BenchError(
-                f"truncated record {pred_path}: {len(rows)} examples, summary.json says {n}; delete the run folder and re-run"
-            )
-        correct = {str(r["id"]): bool(r[f"{primary}_correct"]) for r in rows}
-    elif primary in (summary.get("per_example") or {}):  # the compact copy kept in git
-        compact = summary["per_example"]
-        correct = {i: c == "1" for i, c in zip(compact["ids"], compact[primary])}
-    step_rows: tuple[dict[str, Any], ...] = ()
-    if steps and (folder / "steps.jsonl").exists():
-        rows = read_jsonl(folder / "steps.jsonl")
-        step_rows = tuple({k: v for k, v in r.items() if k not in ("state", "rng")} for r in rows)
-    lo, hi = test["readings"][primary]["ci95"]
-    optimize = spec["kind"] == "optimize"
-    return CellRecord(
-        run_id=meta["run_id"], kind=spec["kind"], method=spec["method"], task=spec["task"], model=spec["model"],
-        source_model=spec["model"] if optimize else source.get("model", "?"), seed=int(spec["seed"]),
-        preset=str((spec.get("preset") if optimize else source.get("preset")) or "?"),
-        prompt=summary.get("prompt") if optimize else spec.get("prompt"),
-        accuracy=float(summary["test_accuracy"] if optimize else summary["accuracy"]), ci95=(lo, hi), n=n,
-        primary=primary, dev_accuracy=summary.get("dev_accuracy") if optimize else None,
-        zs_cot_accuracy=summary.get("zero_shot_cot_test_accuracy"), cost=summary.get("cost") or {},
-        correct=correct, steps=step_rows, source_run=source.get("run"),
-        readings={k: float(v["accuracy"]) for k, v in test["readings"].items() if v.get("accuracy") is not None},
-        majority=(test.get("majority") or {}).get("accuracy"),
-    )
-
-
-def load_records(results_dir: str | Path, *, steps: bool = True) -> list[CellRecord]:
-    """Every finished optimize cell and transfer evaluation under `results_dir`, in run-id order."""
-    root = Path(results_dir)
-    if not root.is_dir():
-        raise BenchError(f"no results folder {root}: run `bench run` first or pass --results")
-    out = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        rec = load_record(folder, steps=steps)
-        if rec is not None:
-            out.append(rec)
-    return out
 
 
 # ------------------------------------------------------------------------------------------ leaderboard
@@ -285,6 +172,11 @@ def _row(preset: str, model: str, task: str, method: str, here: Mapping, referen
     row["zs_cot_in_cell"] = float(np.mean(zs)) if zs else math.nan
     costs = [cost_summary(r.cost) for r in runs]
     row.update({k: float(np.mean([c[k] for c in costs])) for k in COST_KEYS})
+    row.update(dev_minus_test(runs))
+    row["prompt_tokens"] = float(np.mean([prompt_tokens(r.prompt) for r in runs]))
+    got = [r.reasoning_tokens for r in runs if r.reasoning_tokens is not None]
+    row["reasoning_tokens"] = float(np.mean(got)) if got else math.nan
+    row.update(_leak(runs))
     for other, col in ((reference, "zs_cot"), (baseline, "greater")):
         if other == method or (task, other) not in here:
             cmp = _compare(np.zeros(0), np.zeros(0))
@@ -294,6 +186,37 @@ def _row(preset: str, model: str, task: str, method: str, here: Mapping, referen
         if col == "zs_cot":
             row.update(delta_vs_zs_cot=cmp["delta"], delta_lo=cmp["lo"], delta_hi=cmp["hi"])
     return row
+
+
+def dev_minus_test(runs: Sequence[CellRecord]) -> dict[str, float]:
+    """Dev accuracy minus test accuracy of the found prompt, mean over seeds, with a 95% interval (NaN without a
+    dev accuracy). Dev is where most methods select their prompt, so a gap above the interval is selection
+    overfitting: the prompt looks better on the rows it was chosen on than on held-out rows. The interval is the
+    normal interval of a difference of two independent proportions (dev n, test n) averaged over seeds; with
+    several seeds, the wider of that and the t interval over the per-seed gaps (as for accuracy)."""
+    pairs = [(r.dev_accuracy, r.accuracy, r.dev_n, r.n) for r in runs if r.dev_accuracy is not None]
+    if not pairs:
+        return {"dev_minus_test": math.nan, "dmt_low": math.nan, "dmt_high": math.nan}
+    gaps = [d - t for d, t, _, _ in pairs]
+    gap = float(np.mean(gaps))
+    if all(dn for _, _, dn, _ in pairs):
+        var = sum(d * (1 - d) / dn + t * (1 - t) / tn for d, t, dn, tn in pairs) / len(pairs) ** 2
+        half = 1.96 * math.sqrt(var)
+        lo, hi = gap - half, gap + half
+    else:
+        lo = hi = math.nan
+    if len(gaps) > 1:
+        _, tlo, thi = mean_interval(gaps)
+        lo, hi = (tlo, thi) if math.isnan(lo) else (min(lo, tlo), max(hi, thi))
+    return {"dev_minus_test": gap, "dmt_low": lo, "dmt_high": hi}
+
+
+def _leak(runs: Sequence[CellRecord]) -> dict[str, Any]:
+    """The longest shared word run over a cell's seeds and its split (NaN / None when any seed's is unknown)."""
+    if any(r.leakage is None for r in runs):
+        return {"leak_words": math.nan, "leak_split": None}
+    worst = max(runs, key=lambda r: int(r.leakage.get("words") or 0)).leakage
+    return {"leak_words": float(worst.get("words") or 0), "leak_split": worst.get("split")}
 
 
 def _seed_mean(runs: Sequence[CellRecord]) -> list[float]:
@@ -334,8 +257,16 @@ def _average_row(
         row["ci_low"], row["ci_high"] = stratified_bootstrap_ci(vectors) if ok else (math.nan, math.nan)
     primaries = {r["primary"] for r in per_task}
     row["primary"] = primaries.pop() if len(primaries) == 1 else "mixed"
-    for col in ("dev_accuracy", "zs_cot_in_cell", "n_test", *COST_KEYS, *(f"{r}_accuracy" for r in READINGS)):
+    for col in ("dev_accuracy", "zs_cot_in_cell", "n_test", *COST_KEYS, *(f"{r}_accuracy" for r in READINGS),
+                "dev_minus_test", "prompt_tokens", "reasoning_tokens"):
         row[col] = float(np.nanmean([r[col] for r in per_task])) if any(not _nan(r[col]) for r in per_task) else math.nan
+    # the average gap's interval: the per-task intervals' half-widths combined as independent
+    halves = [(r["dmt_high"] - r["dmt_low"]) / 2 for r in per_task if not _nan(r["dmt_low"])]
+    half = math.sqrt(sum(h * h for h in halves)) / len(per_task) if len(halves) == len(per_task) else math.nan
+    row["dmt_low"], row["dmt_high"] = row["dev_minus_test"] - half, row["dev_minus_test"] + half
+    leaks = [r for r in per_task if not _nan(r["leak_words"])]
+    worst = max(leaks, key=lambda r: r["leak_words"]) if len(leaks) == len(per_task) else None
+    row["leak_words"], row["leak_split"] = (worst["leak_words"], worst["leak_split"]) if worst else (math.nan, None)
     for other, col in ((reference, "zs_cot"), (baseline, "greater")):
         pairs = [paired_diffs(here[(t, method)], here[(t, other)]) for t in tasks if other != method and (t, other) in here]
         if len(pairs) == len(tasks):
@@ -353,55 +284,7 @@ def _nan(x: Any) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
 
 
-# ------------------------------------------------------------------------------------------ curves, transfer
-
-
-CURVE_COLUMNS = ["run_id", "method", "task", "model", "seed", "preset", "step", "train_accuracy", "dev_accuracy"]
-
-
-def curves(records: Iterable[CellRecord]) -> pd.DataFrame:
-    """Optimization curves: one row per logged step with a `train_accuracy` and/or `dev_accuracy`.
-
-    Every method logs these shared keys (see `OptimizeContext.log_step`) from what it scores anyway, each on
-    its own examples, so curves show progress within a method rather than levels across methods:
-      greater   train: 1 - mistake rate of the step's current prompt (its training examples);
-                dev: the best of the final dev selection
-      ape       train: the best proposal's score so far (its scoring subset, or the bandit's trials)
-      opro      train: the best instruction's score so far (its train subset)
-      protegi   train: the bandit's score of the beam's first prompt after each selection (train minibatches)
-      textgrad  train: the current instruction's minibatch accuracy;
-                dev: the kept instruction's accuracy after each step (the validation revert's dev subset)
-      pe2       train: the top beam prompt's accuracy on the train rows it ran looking for failures;
-                dev: the best dev accuracy so far (the beam is chosen on dev)
-      evoprompt-ga / evoprompt-de  train: the population's best fitness (its fitness split, train by default)
-    """
-    rows = []
-    for r in records:
-        for i, s in enumerate(r.steps):
-            train, dev = _number(s.get("train_accuracy")), _number(s.get("dev_accuracy"))
-            if math.isnan(train) and math.isnan(dev):
-                train, dev = _legacy_curve_point(s)
-            if not (math.isnan(train) and math.isnan(dev)):
-                rows.append({"run_id": r.run_id, "method": r.method, "task": r.task, "model": r.model, "seed": r.seed,
-                             "preset": r.preset, "step": i, "train_accuracy": train, "dev_accuracy": dev})
-    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
-
-
-def _number(x: Any) -> float:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else math.nan
-
-
-def _legacy_curve_point(step: Mapping[str, Any]) -> tuple[float, float]:
-    """(train, dev) accuracy of a step logged before the shared keys existed: GReaTer's `train_error` and its
-    `dev` selection list, APE's and OPRO's `scored` [prompt, score] pairs (the best of them)."""
-    train = 1 - _number(step.get("train_error"))
-    if math.isnan(train) and isinstance(step.get("scored"), list):
-        scores = [_number(p[1]) for p in step["scored"] if isinstance(p, (list, tuple)) and len(p) > 1]
-        train = max((x for x in scores if not math.isnan(x)), default=math.nan)
-    listed = step.get("dev") if isinstance(step.get("dev"), list) else []
-    devs = [_number(d.get("accuracy")) for d in listed if isinstance(d, dict)]
-    dev = max((x for x in devs if not math.isnan(x)), default=math.nan)
-    return train, dev
+# ------------------------------------------------------------------------------------------ transfer
 
 
 def transfer_table(records: Iterable[CellRecord]) -> pd.DataFrame:

@@ -141,3 +141,75 @@ def transfer_heatmap(matrix: pd.DataFrame, title: str = "") -> Figure:
     fig.colorbar(im, ax=ax, label="test accuracy %")
     ax.set_title(title, fontsize=10)
     return fig
+
+
+def pareto_front(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """The points no other point beats on both (fewer tokens, higher accuracy), by tokens ascending."""
+    front: list[tuple[float, float, str]] = []
+    for x, y, label in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or y > front[-1][1]:
+            front.append((x, y, label))
+    return front
+
+
+def pareto(board: pd.DataFrame) -> Figure:
+    """Test accuracy against the found prompt's length (prompt tokens) and against the reasoning it induces at
+    test (mean reasoning tokens, the inference cost), one row of panels per (preset, model), methods averaged over
+    tasks when there are several; the Pareto frontier (no method both shorter and more accurate) as a step line."""
+    rows = board[~board["method"].isin(["majority class", "zs-cot (in-cell)"])] if not board.empty else board
+    groups = list(rows.groupby(["preset", "model"], sort=True)) if not rows.empty else []
+    fig = _figure(10, 3.4 * max(1, len(groups)))
+    axes = fig.subplots(max(1, len(groups)), 2, squeeze=False)
+    for (ax_p, ax_r), ((preset, model), g) in zip(axes, groups):
+        avg = g[g["task"] == "average"]
+        g = avg if not avg.empty else g
+        for ax, col, label in ((ax_p, "prompt_tokens", "prompt tokens"), (ax_r, "reasoning_tokens", "mean reasoning tokens at test")):
+            pts = [(float(r[col]), 100 * float(r["accuracy"]), f"{r['method']}" + ("" if avg.shape[0] else f" ({_short(r['task'])})"))
+                   for _, r in g.iterrows() if col in r and not pd.isna(r[col])]
+            for x, y, name in pts:
+                ax.scatter(x, y)
+                ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            front = pareto_front(pts)
+            if len(front) > 1:
+                ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="grey", linestyle="--",
+                        linewidth=1, label="Pareto frontier")
+                ax.legend(fontsize=7)
+            ax.set_xlabel(label)
+            ax.set_ylabel("test accuracy %")
+            ax.set_title(f"{model} (preset {preset})", fontsize=10)
+    if not groups:
+        axes[0][0].text(0.5, 0.5, "no finished runs", ha="center", va="center")
+    return fig
+
+
+def anytime_plot(curves: pd.DataFrame, title: str = "") -> Figure:
+    """One task and model: every method on one axis, the best-so-far selection score (a line per run) against
+    cumulative tokens (log scale), and each run's final test accuracy marked with a star at its total tokens."""
+    fig = _figure(7, 4.2)
+    ax = fig.subplots()
+    colors: dict[str, str] = {}
+    for (method, _seed), g in curves.groupby(["method", "seed"], sort=True):
+        steps, final = g[~g["final"]], g[g["final"]]
+        x = lambda s: s["tokens"].clip(lower=1)  # noqa: E731  (a run that spent nothing sits at the left edge)
+        label = method if method not in colors else None
+        if not steps.empty:
+            line, = ax.step(x(steps), 100 * steps["score"], where="post", color=colors.get(method), label=label, linewidth=1.2)
+            colors.setdefault(method, line.get_color())
+            label = None
+        pts = ax.scatter(x(final), 100 * final["score"], marker="*", s=90, color=colors.get(method), label=label,
+                         edgecolors="black", linewidths=0.5, zorder=3)
+        colors.setdefault(method, pts.get_facecolor()[0])
+    ax.set_xscale("log")
+    ax.set_xlabel("cumulative tokens (task + optimizer model, in + out)")
+    ax.set_ylabel("best-so-far selection score %  (★ final test accuracy)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=10)
+    if colors:
+        ax.legend(fontsize=7, ncols=2)
+    return fig
+
+
+def anytime_plots(curves: pd.DataFrame) -> dict[tuple[str, str, str], Figure]:
+    """(preset, model, task) -> its anytime plot."""
+    return {(p, m, t): anytime_plot(g, f"{_short(t)}: {m} (preset {p})")
+            for (p, m, t), g in curves.groupby(["preset", "model", "task"], sort=True)}

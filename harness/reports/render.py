@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from harness.core.types import READINGS
+from harness.evaluation.prompt_checks import FLAG_WORDS
 from harness.reports.leaderboard import matrix_title
 
 NOTE = (
@@ -25,7 +26,12 @@ NOTE = (
     "over common seeds; with one seed this is the exact McNemar test). Cost: mean per cell; tokens = task + "
     "optimizer model, in + out; calls = prompts sent to either model; wall = optimization time, '(cached)' when most of the "
     "cell's calls were answered by the response cache (its tokens and calls are the work the method asked for; "
-    "the wall time is not)."
+    "the wall time is not). dev−test: the found prompt's dev accuracy minus its test accuracy (points) with a 95% "
+    "interval (a difference of two independent proportions, dev n and test n; over seeds the wider of that and the "
+    "t interval): dev is where most methods select, so a gap above zero beyond the interval is selection overfitting. "
+    "prompt tok: the prompt's length (words and punctuation marks, the same rule for every model); reasoning tok: "
+    "mean reasoning tokens it induced at test. leak: the longest run of words the prompt shares with any train, dev "
+    f"or test input or gold of its task; {FLAG_WORDS} or more is flagged (⚠) with the split."
 )
 
 
@@ -37,11 +43,16 @@ def pct(x: Any) -> str:
     return "-" if _isnan(x) else f"{100 * x:.1f}"
 
 
-def pct_ci(row: Mapping[str, Any]) -> str:
-    acc, lo, hi = row.get("accuracy"), row.get("ci_low"), row.get("ci_high")
-    if _isnan(acc):
+def with_interval(value: Any, lo: Any, hi: Any, *, sign: str = "", sep: str = "-") -> str:
+    """A share in percent with its interval, "52.3 [47-58]" ("+8.8 [+2,+15]" with sign "+" and sep ",")."""
+    if _isnan(value):
         return "-"
-    return f"{100 * acc:.1f}" if _isnan(lo) or _isnan(hi) else f"{100 * acc:.1f} [{100 * lo:.0f}-{100 * hi:.0f}]"
+    text = f"{100 * value:{sign}.1f}"
+    return text if _isnan(lo) or _isnan(hi) else f"{text} [{100 * lo:{sign}.0f}{sep}{100 * hi:{sign}.0f}]"
+
+
+def pct_ci(row: Mapping[str, Any]) -> str:
+    return with_interval(row.get("accuracy"), row.get("ci_low"), row.get("ci_high"))
 
 
 def delta(row: Mapping[str, Any]) -> str:
@@ -53,6 +64,19 @@ def pvalue(p: Any) -> str:
     if _isnan(p):
         return "-"
     return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def gap_ci(row: Mapping[str, Any]) -> str:
+    """Dev minus test accuracy in points with its interval."""
+    return with_interval(row.get("dev_minus_test"), row.get("dmt_low"), row.get("dmt_high"), sign="+", sep=",")
+
+
+def leak(row: Mapping[str, Any]) -> str:
+    """The longest shared word run; flagged with its split from `FLAG_WORDS` words on; "-" when unknown."""
+    n = row.get("leak_words")
+    if _isnan(n):
+        return "-"
+    return f"⚠ {n:.0f} {row.get('leak_split')}" if n >= FLAG_WORDS else f"{n:.0f}"
 
 
 def count(x: Any) -> str:
@@ -85,6 +109,10 @@ AVERAGE_COLUMNS = [
     ("p vs zs-cot", lambda r: pvalue(r.get("p_vs_zs_cot")), "p_vs_zs_cot"),
     ("p vs greater", lambda r: pvalue(r.get("p_vs_greater")), "p_vs_greater"),
     ("dev %", lambda r: pct(r.get("dev_accuracy")), "dev_accuracy"),
+    ("dev−test [95% CI]", gap_ci, "dev_minus_test"),
+    ("prompt tok", lambda r: count(r.get("prompt_tokens")), "prompt_tokens"),
+    ("reasoning tok", lambda r: count(r.get("reasoning_tokens")), "reasoning_tokens"),
+    ("leak", leak, "leak_words"),
     ("tokens", lambda r: count(r.get("tokens")), "tokens"),
     ("calls", lambda r: count(r.get("calls")), "calls"),
     ("wall", lambda r: wall(r.get("wall_seconds"), r.get("cached_share")), "wall_seconds"),
@@ -219,6 +247,7 @@ def to_html(
     prompts: pd.DataFrame | None = None,
     title: str = "greater-bench leaderboard",
     transfer_board: pd.DataFrame | None = None,
+    targets: tuple[Mapping[str, Any], pd.DataFrame] | None = None,
 ) -> str:
     """One self-contained page: the tables (click a header to sort), transfer matrices and the transferred
     prompts' tables, prompts, plots."""
@@ -236,6 +265,16 @@ def to_html(
         parts.append(html_table(cols, df, left=("optimized on",)))
     for name, cols, rows in sections(transfer_board if transfer_board is not None else pd.DataFrame()):
         parts += [f"<h2>transfer {e(name)}</h2>", html_table(cols, rows)]
+    if targets is not None:
+        about, df = targets
+        parts.append(f"<h2>paper targets (preset {e(about['preset'])}, {e(about['reading'])} reading)</h2>")
+        num = lambda c, sign="": (lambda r: "-" if _isnan(r[c]) else f"{r[c]:{sign}.1f}")  # noqa: E731
+        cols = [(c, (lambda r, c=c: str(r[c])), c) for c in ("model", "task", "method")]
+        cols += [("paper", num("paper"), "paper"), ("measured", num("measured"), "measured"),
+                 ("Δ", num("difference", "+"), "difference"), ("verdict", lambda r: r["verdict"], "verdict"),
+                 ("tasks run", lambda r: r["tasks_run"], "tasks_run")]
+        parts.append(html_table(cols, df, left=("model", "task", "method", "verdict")))
+        parts.append(f'<p class="note">{e(about["about"])}</p>')
     if prompts is not None and not prompts.empty:
         parts.append("<h2>optimized prompts</h2>")
         cols = [(c, (lambda r, c=c: pct(r[c]) if c == "accuracy" else str(r[c])), c) for c in prompts.columns]
@@ -251,9 +290,11 @@ def to_html(
     )
 
 
-def page(records: Sequence[Any], *, with_plots: bool = True, title: str = "greater-bench leaderboard") -> str:
+def page(records: Sequence[Any], *, with_plots: bool = True, title: str = "greater-bench leaderboard",
+         targets: tuple[Mapping[str, Any], pd.DataFrame] | None = None) -> str:
     """The HTML page of a set of `harness.reports.leaderboard.CellRecord`s: leaderboard, transfer, prompts and plots."""
     from harness.reports import leaderboard as report
+    from harness.reports.curves import anytime, curves
 
     board = report.leaderboard(records)
     transfer = report.transfer_matrices(records)
@@ -263,10 +304,13 @@ def page(records: Sequence[Any], *, with_plots: bool = True, title: str = "great
 
         plots["accuracy per task and method"] = P.png(P.accuracy_bars(board))
         plots["cost vs accuracy"] = P.png(P.cost_vs_accuracy(board))
-        c = report.curves(records)
+        plots["Pareto: accuracy vs prompt tokens and vs inference (reasoning) tokens"] = P.png(P.pareto(board))
+        c = curves(records)
         if not c.empty:
             plots["optimization curves"] = P.png(P.optimization_curves(c))
+        for (preset, model, task), fig in P.anytime_plots(anytime(records)).items():
+            plots[f"anytime: {task}, {model} (preset {preset})"] = P.png(fig)
         for (preset, method), m in transfer.items():
             plots[f"transfer: {method} (preset {preset})"] = P.png(P.transfer_heatmap(m, matrix_title(preset, method, m, short=True)))
     return to_html(board, plots=plots, transfer=transfer, prompts=report.prompts_table(records), title=title,
-                   transfer_board=report.transfer_leaderboard(records))
+                   transfer_board=report.transfer_leaderboard(records), targets=targets)

@@ -20,7 +20,8 @@ import pandas as pd
 
 from harness.core.spec import RunSpec, TransferSource
 from harness.core.types import BenchError
-from harness.reports.leaderboard import load_records, matrix_title, read_json_record, transfer_matrices, transfer_table
+from harness.reports.leaderboard import matrix_title, transfer_matrices, transfer_table
+from harness.reports.loading import load_records, read_json_record
 from harness.runner.child import Send, needs_own_process, opener_for_child, run_in_child
 from harness.runner.data import RunData
 from harness.runner.records import RunFolder

@@ -29,6 +29,7 @@ class GridSettings:
     optimizer_backend: str | None = None  # None: the task model's; "openai" with base_url reaches a server
     base_url: str | None = None  # that server's URL (the API key comes from OPENAI_API_KEY)
     overrides: tuple[tuple[str, Override], ...] = ()  # method settings over the preset's (every method of the grid)
+    length_penalty: float = 0.0  # selection score - L x prompt tokens / 100, for every method that selects
 
     def __post_init__(self) -> None:
         p = PRESETS.get(self.preset)  # did-you-mean on a typo, before anything runs
@@ -66,7 +67,7 @@ class Cell:
             method=self.method, preset=s.preset, position=s.position, max_new_tokens=s.max_new_tokens,
             limit=s.limit, seed=self.seed, primary_reading=s.reading,
             budget=Budget(task_tokens=s.budget_tokens) if s.budget_tokens else None,
-            optimizer=s.endpoint(self.model), overrides=s.overrides,
+            optimizer=s.endpoint(self.model), overrides=s.overrides, length_penalty=s.length_penalty,
         )
 
     def __str__(self) -> str:

@@ -41,7 +41,8 @@ from harness.runner.child import Send
 INSTALL_HINT = 'Ray is not installed: pip install "greater-bench[ray]" (or use --executor local)'
 RESTARTS = 5  # a dead worker is replaced this many times (per actor); its cell is retried as often
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_ENDPOINT", "HF_HOME", "BENCH_VLLM_EAGER",
-                 "VLLM_CPU_KVCACHE_SPACE", "TOKENIZERS_PARALLELISM", "BENCH_DATA_DIR")
+                 "VLLM_CPU_KVCACHE_SPACE", "TOKENIZERS_PARALLELISM", "BENCH_DATA_DIR",
+                 "TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS")  # quiet logs (bench CLI)
 LOCAL_ONLY_ENV = ("BENCH_CACHE_DIR", "PYTHONPATH")  # paths of this machine: forwarded to a local instance only
 
 
@@ -185,7 +186,7 @@ class CellWorker:
                 "worker": ctx.get_actor_id(), "cores": self.cores}
 
     def run(self, spec: dict[str, Any], k: int, data_dir: str | None, out: str, messages: Any) -> list[Any]:
-        from harness.runner.grid import run_cell
+        from harness.runner.cell import run_cell
         from harness.runner.progress import PhaseLines
 
         where = self.where()

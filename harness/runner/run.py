@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.core.context import OptimizeContext
+from harness.core.context import OptimizeContext, Optimizer
 from harness.core.spec import RunSpec
-from harness.core.types import ZERO_SHOT_COT, Budget, Example, Generator, GradientModel, Optimizer, Task
+from harness.core.types import ZERO_SHOT_COT, Budget, Example, Generator, GradientModel, Task
 from harness.evaluation.evaluate import EvalResult, ProgressFn, evaluate
+from harness.evaluation.prompt_checks import leakage
 from harness.runner.data import RunData
 from harness.runner.records import RunFolder
 
@@ -90,6 +91,7 @@ def run_optimize(
         scorer=evaluate, task_model=task_model, optimizer_model=optimizer_model, gradient_model=gradient_model,
         budget=spec.budget or Budget(), seed=spec.seed, position=spec.position, max_new_tokens=spec.max_new_tokens,
         primary_reading=spec.primary_reading, steps_path=folder.path / "steps.jsonl", progress=say,
+        length_penalty=spec.length_penalty,
     )
     with folder.running():
         if not (folder.path / "spec.json").exists():
@@ -116,6 +118,7 @@ def run_optimize(
             "gradient_model": gradient_model.identity if gradient_model is not None else None,
             "cost": ctx.cost.to_dict(), "evaluation": evaluation, "candidates": [c.text for c in result.candidates],
             "meta": dict(result.meta),
+            "leakage": leakage(best, splits),  # the longest word run the prompt shares with the task's rows
             "ran_on": placement or {},  # where it ran (executor, node, worker): not part of the run id
         }
         folder.finish(summary, test.examples)
