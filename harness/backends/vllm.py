@@ -265,10 +265,11 @@ class VLLMGenerator:
             spans.append((i, len(c_ids), k_ids))
         if by_ctx:
             contexts = list(by_ctx)
-            read = self.next_token_logprobs([self.encode(c) for c in contexts], [[t for _, t in by_ctx[c]] for c in contexts])
-            for c, (lps, _) in zip(contexts, read):
-                for (i, _), lp in zip(by_ctx[c], lps):
-                    result[i] = lp
+            wanted = [sorted({t for _, t in by_ctx[c]}) for c in contexts]  # a token asked for twice is read once
+            read = self.next_token_logprobs([self.encode(c) for c in contexts], wanted)
+            for c, tokens, (lps, _) in zip(contexts, wanted, read):
+                for i, t in by_ctx[c]:
+                    result[i] = lps[tokens.index(t)]
         if inputs:
             sp = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
             outs = self.llm.generate(inputs, sp, use_tqdm=False)
