@@ -116,8 +116,8 @@ class EvaluationRecord(Record):
     """One prompt scored on one split: an eval run's summary.json, and the `test` of an optimize summary."""
 
     n: int
-    primary: str
     readings: Mapping[str, Mapping[str, Any]]  # reading -> accuracy, ci95, ...
+    primary: str | None = None  # the reading `accuracy` is of (optimize summaries also name it at the top)
     accuracy: float | None = None  # the primary reading's
     run_id: str | None = None  # eval runs only (summary.json)
     task: str | None = None
@@ -141,11 +141,11 @@ class SummaryRecord(Record):
     """An optimize run's summary.json: the prompt found, its test evaluation, dev accuracy and the cost."""
 
     run_id: str
-    method: str
     test: EvaluationRecord
     test_accuracy: float | None
+    primary: str
+    method: str | None = None
     prompt: str | None = None
-    primary: str | None = None
     task: str | None = None
     model: str | None = None
     seed: int | None = None
@@ -161,7 +161,7 @@ class SummaryRecord(Record):
     NESTED: ClassVar[Mapping[str, type[Record]]] = {"test": EvaluationRecord}
 
     def correct(self, reading: str) -> dict[str, bool] | None:
-        return EvaluationRecord(n=0, primary=reading, readings={}, per_example=self.per_example).correct(reading)
+        return EvaluationRecord(n=0, readings={}, per_example=self.per_example).correct(reading)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -277,11 +277,13 @@ def load_run(folder: str | Path, *, steps: bool = False, predictions: bool = Fal
 
 
 def run_folders(results: str | Path, *, finished: bool = True) -> list[Path]:
-    """The run folders of a results folder (with spec.json; `finished`: with summary.json too), by name."""
+    """The run folders of a results folder, by name: those with summary.json (`finished`), else also those with
+    only spec.json (a run under way or interrupted)."""
     root = Path(results)
     if not root.is_dir():
         raise BenchError(f"no results folder {root}: run `bench run` first or pass --results")
-    return sorted(p for p in root.iterdir() if (p / SPEC).is_file() and (not finished or (p / SUMMARY).is_file()))
+    marks = (SUMMARY,) if finished else (SUMMARY, SPEC)
+    return sorted(p for p in root.iterdir() if any((p / m).is_file() for m in marks))
 
 
 def iter_runs(results: str | Path, *, finished: bool = True, steps: bool = False,
