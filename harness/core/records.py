@@ -41,8 +41,9 @@ R = TypeVar("R", bound="Record")
 @dataclass(frozen=True, kw_only=True)
 class Record:
     """A JSON record: typed fields for the keys its schema names, `extra` for every other key (kept as read),
-    `keys` for the order the keys were written in (empty for a record built in code: its set fields, in
-    field order, then `extra`)."""
+    `keys` for the keys as written, in order. `to_dict` writes those keys in that order (a null read stays
+    null), then every other field that is set (not None; for a record read, not its default either: set since),
+    in field order, then the rest of `extra`."""
 
     schema: int | None = SCHEMA_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
@@ -68,8 +69,9 @@ class Record:
     def to_dict(self) -> dict[str, Any]:
         values = {n: getattr(self, n) for n in self.names()}
         values = {n: v.to_dict() if isinstance(v, Record) else v for n, v in values.items()}
-        order = self.keys or tuple(n for n, v in values.items() if v is not None)
-        out = {k: values[k] if k in values else self.extra[k] for k in order if k in values or k in self.extra}
+        out = {k: values[k] if k in values else self.extra[k] for k in self.keys if k in values or k in self.extra}
+        defaults = {f.name: f.default for f in dataclasses.fields(self)} if self.keys else {}
+        out.update((n, v) for n, v in values.items() if n not in out and v is not None and v != defaults.get(n))
         out.update((k, v) for k, v in self.extra.items() if k not in out)
         return out
 
