@@ -18,10 +18,10 @@ from tiny import tiny_generator
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.core.records import PredictionRecord
 from harness.core.spec import RunSpec
 from harness.core.types import BenchError, GenParams, PromptPosition
 from harness.evaluation.evaluate import build_prompt, with_extractor
-from harness.core.records import PredictionRecord
 from harness.lmeval.export import LMEVAL_FIX, StoredRun, build_export, export_run, load_stored_run, require_lm_eval
 from tasks import get_task
 
