@@ -98,7 +98,7 @@ def test_nothing_of_a_line_is_lost():
     assert list(rec.to_dict().items()) == list(line.items())  # the order as written, the null kept, no key added
     step = {"schema": 1, "step": 3, "method": "ape", "phase": "score", "rng": [3, [1, 2], None], "state": {"x": 1}}
     assert list(StepRecord.from_dict(step).to_dict()) == list(step)
-    assert StepRecord.from_dict(step).logged() == {"schema": 1, "step": 3, "method": "ape", "phase": "score"}
+    assert StepRecord.from_dict(step).logged().to_dict() == {"schema": 1, "step": 3, "method": "ape", "phase": "score"}
     built = PredictionRecord(id="x", gold="A")  # built in code: the set fields, schema first
     assert built.to_dict() == {"schema": 1, "id": "x", "gold": "A"}
     spec = SpecRecord.from_dict({"run_id": "a", "schema": 1, "spec": {"kind": "eval"}})

@@ -11,6 +11,7 @@ import re
 import pytest
 from gridworld import TASK, TASK_NAME, TaskModel, write_run
 
+from harness.core.records import StepRecord
 from harness.core.types import BenchError
 from harness.evaluation.evaluate import evaluate
 from harness.evaluation.stats import (
@@ -155,7 +156,7 @@ def test_curves_from_step_logs(results):
     # step logs written before the shared keys: GReaTer's train_error and dev list, APE/OPRO's scored pairs
     old = [{"kind": "step", "train_error": 0.25}, {"kind": "dev_selection", "dev": [{"accuracy": 0.4}, {"accuracy": 0.6}]},
            {"scored": [["a", 0.5], ["b", 0.25]]}]
-    legacy = curves([dataclasses.replace(records[0], steps=tuple(old))])
+    legacy = curves([dataclasses.replace(records[0], steps=tuple(StepRecord.from_dict({"step": i, **s}) for i, s in enumerate(old)))])
     assert list(legacy["train_accuracy"].fillna(-1)) == [0.75, -1, 0.5] and legacy["dev_accuracy"].iloc[1] == 0.6
 
 

@@ -174,13 +174,16 @@ class StepRecord(Record):
     step: int
     method: str | None = None
     phase: str | None = None
+    train_accuracy: float | None = None  # the curve keys every method logs (`OptimizeContext.log_step`)
+    dev_accuracy: float | None = None
+    selection_score: float | None = None  # what the method selects by, when it logs it
     cost: Mapping[str, float] | None = None
     state: Any = None
     rng: Any = None
 
-    def logged(self) -> dict[str, Any]:
+    def logged(self) -> StepRecord:
         """The record without the resume state (what reports show)."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("state", "rng")}
+        return dataclasses.replace(self, state=None, rng=None, keys=tuple(k for k in self.keys if k not in ("state", "rng")))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.core.records import PREDICTIONS, SUMMARY, RunRecord, SummaryRecord, iter_runs, load_run
+from harness.core.records import PREDICTIONS, SUMMARY, RunRecord, StepRecord, SummaryRecord, iter_runs, load_run
 from harness.core.types import BenchError
 
 
@@ -41,7 +41,7 @@ class CellRecord:
     correct: Mapping[str, bool] = field(default_factory=dict)  # example id -> correct (primary reading)
     readings: Mapping[str, float] = field(default_factory=dict)  # reading -> test accuracy (primary included)
     majority: float | None = None  # accuracy of always giving the test split's most frequent answer
-    steps: tuple[Mapping[str, Any], ...] = ()
+    steps: tuple[StepRecord, ...] = ()  # without their resume state
     source_run: str | None = None
     dev_n: int | None = None  # examples behind dev_accuracy (None: unknown)
     dev_by_method: bool = False  # the method reported its own dev accuracy (else the runner scored the full dev split)
