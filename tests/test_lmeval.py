@@ -22,7 +22,8 @@ from harness.core.records import PredictionRecord
 from harness.core.spec import RunSpec
 from harness.core.types import BenchError, GenParams, PromptPosition
 from harness.evaluation.evaluate import build_prompt, with_extractor
-from harness.lmeval.export import LMEVAL_FIX, StoredRun, build_export, export_run, load_stored_run, require_lm_eval
+from harness.lmeval.export import LMEVAL_FIX, build_export, export_run, require_lm_eval
+from harness.lmeval.runs import StoredRun, load_stored_run
 from tasks import get_task
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

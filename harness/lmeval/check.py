@@ -19,15 +19,8 @@ import numpy as np
 
 from harness.core.io import atomic_write_json
 from harness.core.types import READINGS, SCHEMA_VERSION, Example, Task
-from harness.lmeval.export import (
-    StoredRun,
-    build_export,
-    lm_model_args,
-    load_codec,
-    load_stored_run,
-    require_lm_eval,
-    run_examples,
-)
+from harness.lmeval.export import build_export, lm_model_args, require_lm_eval
+from harness.lmeval.runs import StoredRun, load_codec, load_stored_run, run_examples
 
 
 def compare(task: Task, examples: Sequence[Example], run: StoredRun, lm_reasoning: Mapping[str, str],

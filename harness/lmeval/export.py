@@ -42,10 +42,9 @@ from typing import Any
 import yaml
 
 from harness.core.io import atomic_write_text
-from harness.core.records import PREDICTIONS, SPEC, SUMMARY, PredictionRecord, load_run
-from harness.core.spec import RunSpec
 from harness.core.types import AnswerFormat, BenchError, Example, Task
 from harness.evaluation.evaluate import build_prompt, with_extractor
+from harness.lmeval.runs import StoredRun, load_codec, load_stored_run, run_examples
 
 LMEVAL_FIX = 'pip install "greater-bench[lmeval]"'
 ENGINES = ("harness", "lm-eval")
@@ -59,78 +58,6 @@ def require_lm_eval() -> Any:
     except ImportError:
         raise BenchError(f"lm-eval is not installed: run `{LMEVAL_FIX}`") from None
     return lm_eval
-
-
-# ------------------------------------------------------------------------------------------ stored runs
-
-
-@dataclass(frozen=True, kw_only=True)
-class StoredRun:
-    """What a finished run folder says about the prompt it scored and the examples it scored it on."""
-
-    path: Path
-    spec: RunSpec
-    instruction: str | None  # eval runs: the spec's prompt; optimize runs: the best prompt found
-    readings: Mapping[str, Mapping[str, Any]]  # the harness's readings of the scored examples (accuracy, ci95)
-    predictions: Sequence[PredictionRecord]  # per example, in evaluation order
-    device: str = "cpu"  # where the harness's HF backend ran (spec.json; older runs: cpu, the only device they had)
-
-    @property
-    def name(self) -> str:
-        """A short, unique lm-eval task prefix: "gb_bbh_navigate_2688b1f13c" (task slug + run hash)."""
-        slug = self.spec.task.rsplit("/", 1)[-1].removesuffix(".jsonl")
-        slug = re.sub(r"[^A-Za-z0-9]+", "_", slug).strip("_").lower()
-        return f"gb_{slug}_{self.spec.run_id.rsplit('-', 1)[-1]}"
-
-
-def load_stored_run(path: str | Path) -> StoredRun:
-    """The `StoredRun` of a finished run folder, read with the records' loader."""
-    path = Path(path)
-    if not (path / SUMMARY).exists() or not (path / SPEC).exists():
-        raise BenchError(f"{path} is not a finished run folder (no spec.json/summary.json): pass a results/<run id> folder")
-    run = load_run(path, predictions=True)
-    try:
-        spec = run.spec.run_spec
-    except (KeyError, TypeError) as e:
-        raise BenchError(f"malformed record {path / SPEC} ({type(e).__name__}: {e}): re-run the run") from None
-    if run.predictions is None:
-        raise BenchError(f"no {PREDICTIONS} in {path} (per-example files stay out of git): re-run the run here first")
-    return StoredRun(path=path, spec=spec, instruction=run.prompt, readings=run.test.readings if run.test else {},
-                     predictions=run.predictions, device=str(run.spec.device or "cpu"))
-
-
-def run_examples(run: StoredRun, data_dir: str | Path | None = None) -> tuple[Task, list[Example]]:
-    """The run's task and its scored examples (with their meta, e.g. letter options), in the run's order."""
-    from tasks import get_task
-
-    task = get_task(run.spec.task)
-    split = run.spec.split if run.spec.kind == "eval" else "test"
-    by_id = {ex.id: ex for ex in task.load(data_dir=data_dir, seed=run.spec.split_seed).get(split)}
-    examples = []
-    for row in run.predictions:
-        ex = by_id.get(str(row.id))
-        if ex is None or ex.input != row.input:
-            raise BenchError(f"example {row.id} of {run.spec.task} differs from the run's: point --data-dir at the data the run used")
-        examples.append(ex)
-    return task, examples
-
-
-def load_codec(model: str) -> Any:
-    """The model's `PromptCodec` (rendering and tokenisation) from its tokenizer alone: no weights loaded."""
-    from transformers import AutoTokenizer
-
-    from harness.backends.codec import PromptCodec
-    from harness.backends.models import resolve_model
-
-    resolved = resolve_model(model)
-    local = Path(resolved.path).is_dir()
-    kw = {} if local else {"revision": resolved.revision}
-    try:
-        tok = AutoTokenizer.from_pretrained(resolved.path, **kw)
-    except OSError as e:
-        first = str(e).splitlines()[0][:120]
-        raise BenchError(f"cannot load the tokenizer of {model!r} ({first}): pass a local folder or a packaged alias") from None
-    return PromptCodec(tok, resolved.chat_template)
 
 
 # ------------------------------------------------------------------------------------------ export
