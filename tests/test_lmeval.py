@@ -18,10 +18,12 @@ from tiny import tiny_generator
 from typer.testing import CliRunner
 
 from harness.cli import app
+from harness.core.records import PredictionRecord
 from harness.core.spec import RunSpec
 from harness.core.types import BenchError, GenParams, PromptPosition
 from harness.evaluation.evaluate import build_prompt, with_extractor
-from harness.lmeval.export import LMEVAL_FIX, StoredRun, build_export, export_run, load_run, require_lm_eval
+from harness.lmeval.export import LMEVAL_FIX, build_export, export_run, require_lm_eval
+from harness.lmeval.runs import StoredRun, load_stored_run
 from tasks import get_task
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -60,8 +62,8 @@ def _stored_run(tmp_path, task_name, position, examples, model="smollm2-135m", k
     spec = RunSpec(kind=kind, task=task_name, model=model, data="d", method="prompt" if kind == "eval" else "greater",
                    prompt=prompt if kind == "eval" else None, position=position, limit=len(examples), max_new_tokens=24,
                    preset="smoke" if kind == "optimize" else None)
-    preds = [{"id": ex.id, "input": ex.input, "reasoning": f" Step one of {i}. So the answer is"} for i, ex in enumerate(examples)]
-    return StoredRun(path=tmp_path, spec=spec, instruction=prompt, summary={}, predictions=preds)
+    preds = [PredictionRecord(id=ex.id, input=ex.input, reasoning=f" Step one of {i}. So the answer is") for i, ex in enumerate(examples)]
+    return StoredRun(path=tmp_path, spec=spec, instruction=prompt, readings={}, predictions=preds)
 
 
 def _read(folder, fname):
@@ -96,11 +98,11 @@ def test_export_renders_and_tokenises_exactly_as_the_harness(tmp_path, position,
         for row, ex, pred in zip(_read(folder, f"{name}_cot.jsonl"), examples, run.predictions):
             prompt = build_prompt(ex, INSTRUCTION, position)
             assert row["prompt"] == gen.render(prompt)
-            assert row["harness_reasoning"] == pred["reasoning"]
+            assert row["harness_reasoning"] == pred.reasoning
             ids = lm.tok_batch_encode([row["prompt"]])[0][0].tolist()
             assert ids == gen.encode(gen.render(prompt))  # same ids, no doubled BOS
         for row, ex, pred in zip(_read(folder, f"{name}_answer.jsonl"), examples, run.predictions):
-            prompt = with_extractor(build_prompt(ex, INSTRUCTION, position), pred["reasoning"], task.extractor(ex))
+            prompt = with_extractor(build_prompt(ex, INSTRUCTION, position), pred.reasoning, task.extractor(ex))
             assert row["context"] == gen.render(prompt)
             assert row["choices"] == list(task.options_for(ex)) and row["choices"][row["gold_index"]] == ex.target
             assert lm.tok_batch_encode([row["context"]])[0][0].tolist() == gen.encode(gen.render(prompt))
@@ -192,7 +194,7 @@ def test_round_trip_with_lm_eval_on_smollm2(tmp_path, smollm):
     lm._model_generate = recording
     again = cross_check_run(folder, data_dir=DATA, lm=lm, codec=smollm.codec, skip_finished=False)
     assert again["readings"]["options"]["agreement"] == 1.0
-    run = load_run(folder)
+    run = load_stored_run(folder)
     task = get_task("bbh:navigate")
     examples = list(task.load(data_dir=DATA).test[:3])
     ours = smollm.generate([build_prompt(ex, run.instruction, "before") for ex in examples], GenParams(max_tokens=24))
@@ -234,8 +236,10 @@ def test_export_of_an_optimize_run_uses_its_best_prompt(tmp_path, smollm):
                    position="before", max_new_tokens=32)
     run_dir = tmp_path / spec.run_id
     run_dir.mkdir()
-    (run_dir / "spec.json").write_text(json.dumps({"spec": spec.to_dict()}))
-    (run_dir / "summary.json").write_text(json.dumps({"prompt": "Use logic.", "test": {"readings": {}}}))
+    (run_dir / "spec.json").write_text(json.dumps({"schema": 1, "run_id": spec.run_id, "spec": spec.to_dict()}))
+    test = {"n": 2, "primary": "options", "readings": {}}  # as a run writes it (schema-1 records)
+    (run_dir / "summary.json").write_text(json.dumps({"schema": 1, "run_id": spec.run_id, "prompt": "Use logic.", "test": test,
+                                                      "test_accuracy": 0.5, "primary": "options"}))
     (run_dir / "predictions.jsonl").write_text("".join(
         json.dumps({"schema": 1, "id": ex.id, "input": ex.input, "reasoning": "So."}) + "\n" for ex in examples))
     export = export_run(run_dir, tmp_path / "out", data_dir=DATA)

@@ -172,9 +172,10 @@ def test_curve_plot_has_one_line_per_method(step_logs):
 
 
 def _record(method, steps):
+    from harness.core.records import StepRecord
     from harness.reports.loading import CellRecord
 
-    rows = tuple({k: v for k, v in s.items() if k not in ("state", "rng")} for s in steps)
+    rows = tuple(StepRecord.from_dict(s).logged() for s in steps)
     return CellRecord(run_id=f"optimize-{method}", kind="optimize", method=method, task=TASK.name, model="fake",
                       source_model="fake", seed=1, preset="smoke", prompt="p", accuracy=0.5, ci95=(0.0, 1.0), n=6,
                       primary="options", steps=rows)

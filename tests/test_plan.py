@@ -23,8 +23,10 @@ def spec(method: str, seed: int = 0, budget: int | None = 60_000, task: str = "b
 
 def finish(root: Path, s: RunSpec, *, tokens: float, wall: float, evaluation: dict | None = None, cached: int = 0) -> None:
     folder = root / s.run_id
-    atomic_write_json(folder / "spec.json", {"run_id": s.run_id, "spec": s.to_dict()})
-    summary = {"method": s.method, "preset": s.preset, "seed": s.seed,
+    atomic_write_json(folder / "spec.json", {"schema": 1, "run_id": s.run_id, "spec": s.to_dict()})
+    test = {"n": 1, "primary": "options", "readings": {}}  # what a finished cell's record holds besides its cost
+    summary = {"schema": 1, "run_id": s.run_id, "test": test, "test_accuracy": 0.5, "primary": "options",
+               "method": s.method, "preset": s.preset, "seed": s.seed,
                "cost": {"task_tokens_in": tokens, "task_tokens_out": 0, "task_calls": 100, "optimizer_calls": 10,
                         "cached_calls": cached, "wall_seconds": wall}}
     if evaluation is not None:

@@ -11,6 +11,7 @@ import re
 import pytest
 from gridworld import TASK, TASK_NAME, TaskModel, write_run
 
+from harness.core.records import StepRecord
 from harness.core.types import BenchError
 from harness.evaluation.evaluate import evaluate
 from harness.evaluation.stats import (
@@ -155,7 +156,7 @@ def test_curves_from_step_logs(results):
     # step logs written before the shared keys: GReaTer's train_error and dev list, APE/OPRO's scored pairs
     old = [{"kind": "step", "train_error": 0.25}, {"kind": "dev_selection", "dev": [{"accuracy": 0.4}, {"accuracy": 0.6}]},
            {"scored": [["a", 0.5], ["b", 0.25]]}]
-    legacy = curves([dataclasses.replace(records[0], steps=tuple(old))])
+    legacy = curves([dataclasses.replace(records[0], steps=tuple(StepRecord.from_dict({"step": i, **s}) for i, s in enumerate(old)))])
     assert list(legacy["train_accuracy"].fillna(-1)) == [0.75, -1, 0.5] and legacy["dev_accuracy"].iloc[1] == 0.6
 
 
@@ -247,7 +248,12 @@ GOOD, WEAK = "Be good and check each step.", "Answer now."
 
 def test_transfer_matrix(tmp_path, monkeypatch):
     import tasks
-    from harness.reports.transfer import run_transfer
+    from harness.reports.transfer import transfer_report
+    from harness.runner.transfer import run_transfer
+
+    def transfer(results, targets, **kw):  # what `bench transfer` does: the runner's evaluations, the report's matrices
+        done = run_transfer(results, targets, **kw)
+        return transfer_report(results, done.sources, done.models, report_dir=kw.get("report_dir"))
 
     monkeypatch.setattr(tasks, "get_task", lambda name: TASK)
     src = {}
@@ -260,7 +266,7 @@ def test_transfer_matrix(tmp_path, monkeypatch):
         opened.append(model)
         return TaskModel(model)
 
-    m = run_transfer(tmp_path, ["fake-a", "fake-b"], opener=opener, report_dir=tmp_path / "transfer")[("cpu", "greater")]
+    m = transfer(tmp_path, ["fake-a", "fake-b"], opener=opener, report_dir=tmp_path / "transfer")[("cpu", "greater")]
     assert opened == ["fake-a", "fake-b"]  # each target loaded once for its two prompts
     weak_on_a = evaluate(TASK, TASK.load().test, WEAK, TaskModel("fake-a")).accuracy
     assert weak_on_a < 1
@@ -275,7 +281,7 @@ def test_transfer_matrix(tmp_path, monkeypatch):
     assert len(evals) == 4 and all((e / "summary.json").exists() for e in evals)
 
     opened.clear()  # a second run: every pair is a finished run folder, no model is opened
-    again = run_transfer(tmp_path, ["fake-a", "fake-b"], opener=opener)[("cpu", "greater")]
+    again = transfer(tmp_path, ["fake-a", "fake-b"], opener=opener)[("cpu", "greater")]
     assert opened == [] and again.equals(m)
     md = render.to_markdown(report.leaderboard(load_records(tmp_path)), report.transfer_matrices(load_records(tmp_path)))
     assert "### transfer: greater (preset cpu)" in md and f"| fake-b | {100 * weak_on_a:.1f} | 25.0 |" in md

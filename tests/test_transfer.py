@@ -14,10 +14,11 @@ import pytest
 from gridworld import child_setup, opened, write_run, write_task_file
 from typer.testing import CliRunner
 
-import harness.reports.transfer
+import harness.runner.transfer
 from harness.core.types import BenchError
-from harness.reports.transfer import needs_own_process, run_transfer, source_runs, transfer_plan
+from harness.reports.transfer import transfer_report
 from harness.runner.data import RunData
+from harness.runner.transfer import TransferRun, needs_own_process, run_transfer, source_runs, transfer_plan
 
 OPENER = "gridworld:open_task_model"
 GOOD, WEAK = "Be good and check each step.", "Answer now."
@@ -38,6 +39,12 @@ def world(tmp_path, monkeypatch):
     return results, log
 
 
+def transfer(results: Path, targets: list[str], **kw):
+    """What `bench transfer` does: the runner scores the prompts, then the report reads the matrices."""
+    done = run_transfer(results, targets, **kw)
+    return transfer_report(results, done.sources, done.models, report_dir=kw.get("report_dir"))
+
+
 def finished_evals(results: Path) -> dict[str, str]:
     return {p.name: (p / "predictions.jsonl").read_text() for p in results.glob("eval-*") if (p / "summary.json").exists()}
 
@@ -53,7 +60,7 @@ def test_each_target_in_its_own_child_equals_the_in_process_path(tmp_path, world
     shutil.copytree(results, in_process)
 
     ticks: list[tuple[str, int, int]] = []
-    isolated = run_transfer(results, TARGETS, opener=OPENER, progress=lambda *a: ticks.append(a))  # auto: vllm
+    isolated = transfer(results, TARGETS, opener=OPENER, progress=lambda *a: ticks.append(a))  # auto: vllm
     loads = opened(log)
     assert sorted(m for _, m in loads) == TARGETS  # each target model loaded once ...
     assert all(pid != os.getpid() for pid, _ in loads)  # ... never in this process ...
@@ -61,14 +68,14 @@ def test_each_target_in_its_own_child_equals_the_in_process_path(tmp_path, world
     assert ticks == [("fake-a", 1, 2), ("fake-a", 2, 2), ("fake-b", 1, 2), ("fake-b", 2, 2)]
 
     log.unlink()
-    reference = run_transfer(in_process, TARGETS, opener=OPENER, isolate=False)
+    reference = transfer(in_process, TARGETS, opener=OPENER, isolate=False)
     assert sorted(m for _, m in opened(log)) == TARGETS and {pid for pid, _ in opened(log)} == {os.getpid()}
     assert isolated.keys() == reference.keys() == {("cpu", "greater")}
     assert isolated[("cpu", "greater")].equals(reference[("cpu", "greater")])
     assert finished_evals(results) == finished_evals(in_process) and len(finished_evals(results)) == 4
 
     log.unlink()  # everything finished: read back, no child started, no model opened
-    again = run_transfer(results, TARGETS, opener=OPENER, isolate=True)
+    again = transfer(results, TARGETS, opener=OPENER, isolate=True)
     assert opened(log) == [] and again[("cpu", "greater")].equals(isolated[("cpu", "greater")])
 
 
@@ -106,7 +113,7 @@ def test_cli_isolate_option(tmp_path, monkeypatch):
     from harness.cli import app
 
     seen = []
-    monkeypatch.setattr(harness.reports.transfer, "run_transfer", lambda *a, **kw: seen.append(kw["isolate"]) or {})
+    monkeypatch.setattr(harness.runner.transfer, "run_transfer", lambda *a, **kw: seen.append(kw["isolate"]) or TransferRun((), ()))
     for flag, want in (([], None), (["--isolate"], True), (["--no-isolate"], False)):
         res = CliRunner().invoke(app, ["transfer", "--eval-models", "fake-a", "--results", str(tmp_path), *flag])
         assert res.exit_code == 0, res.output
@@ -143,10 +150,10 @@ def test_device_threads_and_batch_size_reach_each_targets_model_pool(world, monk
     assert len(pools) == 1 and {k: pools[0][k] for k in settings} == settings
 
     jobs = []  # the child's job carries the same settings, and the child hands them to its pool
-    monkeypatch.setattr(harness.reports.transfer, "run_in_child", lambda work, job, **kw: jobs.append(job))
+    monkeypatch.setattr(harness.runner.transfer, "run_in_child", lambda work, job, **kw: jobs.append(job))
     run_transfer(results, ["fake-d"], opener=OPENER, isolate=True, pool=settings)
     assert jobs[0]["pool"] == settings
-    harness.reports.transfer.evaluate_job(json.loads(json.dumps(jobs[0])), send=lambda msg: None)
+    harness.runner.transfer.evaluate_job(json.loads(json.dumps(jobs[0])), send=lambda msg: None)
     assert {k: pools[-1][k] for k in settings} == settings and len(finished_evals(results)) == 8
 
     with pytest.raises(BenchError, match="unknown model pool setting.*gpu.*use threads, batch_size, device"):
@@ -157,7 +164,7 @@ def test_cli_passes_device_threads_and_batch_size(tmp_path, monkeypatch):
     from harness.cli import app
 
     seen = []
-    monkeypatch.setattr(harness.reports.transfer, "run_transfer", lambda *a, **kw: seen.append(kw["pool"]) or {})
+    monkeypatch.setattr(harness.runner.transfer, "run_transfer", lambda *a, **kw: seen.append(kw["pool"]) or TransferRun((), ()))
     args = ["transfer", "--eval-models", "fake-a", "--results", str(tmp_path)]
     assert CliRunner().invoke(app, args).exit_code == 0
     assert seen[-1] == {"threads": None, "batch_size": 8, "device": None}

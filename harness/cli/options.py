@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from harness.core.env import env_path, env_secret
+from harness.core.records import DEFAULT_RESULTS  # bench-results: the user's runs, apart from results/ (README)
 from harness.core.spec import DTYPES, PRESETS, preset_help
 from harness.core.types import READINGS, BenchError, PromptPosition
 
@@ -24,7 +25,6 @@ out = Console()
 err = Console(stderr=True)
 
 RESULTS_ENV = "BENCH_RESULTS"
-DEFAULT_RESULTS = Path("bench-results")  # the user's runs; the committed reference set is results/ (README)
 
 
 def default_results() -> Path:

@@ -19,15 +19,8 @@ import numpy as np
 
 from harness.core.io import atomic_write_json
 from harness.core.types import READINGS, SCHEMA_VERSION, Example, Task
-from harness.lmeval.export import (
-    StoredRun,
-    build_export,
-    lm_model_args,
-    load_codec,
-    load_run,
-    require_lm_eval,
-    run_examples,
-)
+from harness.lmeval.export import build_export, lm_model_args, require_lm_eval
+from harness.lmeval.runs import StoredRun, load_codec, load_stored_run, run_examples
 
 
 def compare(task: Task, examples: Sequence[Example], run: StoredRun, lm_reasoning: Mapping[str, str],
@@ -37,7 +30,7 @@ def compare(task: Task, examples: Sequence[Example], run: StoredRun, lm_reasonin
     Pure: lm-eval's raw outputs are read with the task's own extract/score functions, so a difference is
     a difference in what the model produced or how it was scored, never in answer parsing.
     """
-    rows = {str(r["id"]): r for r in run.predictions}
+    rows = {str(r.id): r for r in run.predictions}
     per_example, preds = [], {r: ([], []) for r in READINGS}  # reading -> (lm correct, same answer)
     for ex in examples:
         h = rows[ex.id]
@@ -45,7 +38,7 @@ def compare(task: Task, examples: Sequence[Example], run: StoredRun, lm_reasonin
             "greedy": task.extract(lm_answers[ex.id], ex),
             "fallback": task.extract_fallback(lm_reasoning[ex.id], ex),
         }
-        rec: dict[str, Any] = {"id": ex.id, "gold": ex.target, "reasoning_identical": lm_reasoning[ex.id] == h.get("reasoning"),
+        rec: dict[str, Any] = {"id": ex.id, "gold": ex.target, "reasoning_identical": lm_reasoning[ex.id] == h.reasoning,
                                # the raw text after the extractor: agreement of the greedy reading is trivial when
                                # neither engine's text parses (SmolLM2 writes "1"), identical texts are not
                                "answer_identical": lm_answers[ex.id] == h.get("answer_text")}
@@ -55,7 +48,7 @@ def compare(task: Task, examples: Sequence[Example], run: StoredRun, lm_reasonin
             lm["options"] = opts[int(np.argmax(lls))]
             rec["lm_eval_option_loglik"] = dict(zip(opts, lls))
             if rec["reasoning_identical"] and h.get("option_loglik"):
-                rec["max_loglik_difference"] = max(abs(h["option_loglik"][o] - v) for o, v in zip(opts, lls))
+                rec["max_loglik_difference"] = max(abs(h.get("option_loglik")[o] - v) for o, v in zip(opts, lls))
         for reading, pred in lm.items():
             if reading not in run.readings:
                 continue
@@ -132,7 +125,7 @@ def cross_check_run(run_dir: str | Path, *, data_dir: str | Path | None = None, 
     if skip_finished and record_path.exists():
         return json.loads(record_path.read_text())
     t0 = time.perf_counter()
-    run = load_run(run_dir)
+    run = load_stored_run(run_dir)
     task, examples = run_examples(run, data_dir)
     codec = codec or load_codec(run.spec.model)
     if lm is None:

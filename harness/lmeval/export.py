@@ -39,10 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.core.io import atomic_write_text, read_json, read_jsonl
-from harness.core.spec import RunSpec
+import yaml
+
+from harness.core.io import atomic_write_text
 from harness.core.types import AnswerFormat, BenchError, Example, Task
 from harness.evaluation.evaluate import build_prompt, with_extractor
+from harness.lmeval.runs import StoredRun, load_codec, load_stored_run, run_examples
 
 LMEVAL_FIX = 'pip install "greater-bench[lmeval]"'
 ENGINES = ("harness", "lm-eval")
@@ -56,81 +58,6 @@ def require_lm_eval() -> Any:
     except ImportError:
         raise BenchError(f"lm-eval is not installed: run `{LMEVAL_FIX}`") from None
     return lm_eval
-
-
-# ------------------------------------------------------------------------------------------ stored runs
-
-
-@dataclass(frozen=True, kw_only=True)
-class StoredRun:
-    """What a finished run folder says about the prompt it scored and the examples it scored it on."""
-
-    path: Path
-    spec: RunSpec
-    instruction: str | None  # eval runs: the spec's prompt; optimize runs: the best prompt found
-    summary: dict[str, Any]
-    predictions: list[dict[str, Any]]  # per example, in evaluation order
-
-    @property
-    def readings(self) -> dict[str, Any]:
-        """The harness's readings of the scored examples (optimize runs keep them under "test")."""
-        return (self.summary.get("test") or self.summary).get("readings", {})
-
-    @property
-    def name(self) -> str:
-        """A short, unique lm-eval task prefix: "gb_bbh_navigate_2688b1f13c" (task slug + run hash)."""
-        slug = self.spec.task.rsplit("/", 1)[-1].removesuffix(".jsonl")
-        slug = re.sub(r"[^A-Za-z0-9]+", "_", slug).strip("_").lower()
-        return f"gb_{slug}_{self.spec.run_id.rsplit('-', 1)[-1]}"
-
-
-def load_run(path: str | Path) -> StoredRun:
-    path = Path(path)
-    if not (path / "summary.json").exists() or not (path / "spec.json").exists():
-        raise BenchError(f"{path} is not a finished run folder (no spec.json/summary.json): pass a results/<run id> folder")
-    meta = read_json(path / "spec.json")
-    try:
-        spec = RunSpec.from_dict(meta["spec"])
-    except (KeyError, TypeError) as e:
-        raise BenchError(f"malformed record {path / 'spec.json'} ({type(e).__name__}: {e}): re-run the run") from None
-    summary = read_json(path / "summary.json")
-    instruction = summary.get("prompt") if spec.kind == "optimize" else spec.prompt
-    return StoredRun(path=path, spec=spec, instruction=instruction, summary=summary,
-                     predictions=read_jsonl(path / "predictions.jsonl"))
-
-
-def run_examples(run: StoredRun, data_dir: str | Path | None = None) -> tuple[Task, list[Example]]:
-    """The run's task and its scored examples (with their meta, e.g. letter options), in the run's order."""
-    from tasks import get_task
-
-    task = get_task(run.spec.task)
-    split = run.spec.split if run.spec.kind == "eval" else "test"
-    by_id = {ex.id: ex for ex in task.load(data_dir=data_dir, seed=run.spec.split_seed).get(split)}
-    examples = []
-    for row in run.predictions:
-        ex = by_id.get(str(row["id"]))
-        if ex is None or ex.input != row["input"]:
-            raise BenchError(f"example {row['id']} of {run.spec.task} differs from the run's: point --data-dir at the data the run used")
-        examples.append(ex)
-    return task, examples
-
-
-def load_codec(model: str) -> Any:
-    """The model's `PromptCodec` (rendering and tokenisation) from its tokenizer alone: no weights loaded."""
-    from transformers import AutoTokenizer
-
-    from harness.backends.codec import PromptCodec
-    from harness.backends.models import resolve_model
-
-    resolved = resolve_model(model)
-    local = Path(resolved.path).is_dir()
-    kw = {} if local else {"revision": resolved.revision}
-    try:
-        tok = AutoTokenizer.from_pretrained(resolved.path, **kw)
-    except OSError as e:
-        first = str(e).splitlines()[0][:120]
-        raise BenchError(f"cannot load the tokenizer of {model!r} ({first}): pass a local folder or a packaged alias") from None
-    return PromptCodec(tok, resolved.chat_template)
 
 
 # ------------------------------------------------------------------------------------------ export
@@ -185,41 +112,18 @@ def greedy_filter(task: Task) -> tuple[str, dict[str, Any]]:
     return r"^[\s$]*([^\n]*)", {"ignore_case": True, "regexes_to_ignore": [r"\s+", r"\.$"]}
 
 
-def _scalar(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, (list, dict)):  # only empty ones get here
-        return "[]" if isinstance(v, list) else "{}"
-    return json.dumps(str(v))  # a JSON string is a valid YAML double-quoted scalar
+class _Dumper(yaml.SafeDumper):
+    """Strings with line breaks or tabs double-quoted ("\\n"), as a reader expects them, not folded over lines."""
 
 
-def to_yaml(obj: Any, indent: int = 0) -> str:
-    """Block-style YAML of plain values (dicts, lists, strings, numbers); strings are always quoted."""
-    pad = "  " * indent
-    lines: list[str] = []
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if isinstance(v, (dict, list)) and v:
-                lines += [f"{pad}{k}:", to_yaml(v, indent + 1)]
-            else:
-                lines.append(f"{pad}{k}: {_scalar(v)}")
-    else:
-        for item in obj:
-            if isinstance(item, (dict, list)) and item:
-                sub = to_yaml(item, indent + 1).split("\n")
-                lines += [f"{pad}- {sub[0].lstrip()}", *sub[1:]]
-            else:
-                lines.append(f"{pad}- {_scalar(item)}")
-    return "\n".join(lines)
+_Dumper.add_representer(str, lambda d, s: d.represent_scalar(
+    "tag:yaml.org,2002:str", s, style='"' if any(c in s for c in "\n\r\t") else None))
 
 
 def _task_yaml(comment: str, config: dict[str, Any]) -> str:
+    """A task file: the comment as `#` lines, then the config as block-style YAML (PyYAML, keys in order)."""
     head = "".join(f"# {line}\n" if line else "#\n" for line in comment.strip().split("\n"))
-    return head + to_yaml(config) + "\n"
+    return head + yaml.dump(config, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=float("inf"))
 
 
 def _dataset(data_file: Path) -> dict[str, Any]:
@@ -261,7 +165,7 @@ def lm_model_args(run: StoredRun, codec: Any, *, batch_size: int = 8) -> tuple[s
     if not Path(resolved.path).is_dir():
         args["revision"] = resolved.revision
     if backend == "hf":
-        args["device"] = _run_device(run)  # where the harness's HF backend ran
+        args["device"] = run.device  # where the harness's HF backend ran
     return LM_EVAL_BACKENDS[backend], args
 
 
@@ -273,7 +177,7 @@ def build_export(run: StoredRun, task: Task, examples: Sequence[Example], codec:
     folder = Path(folder).resolve()
     name = name or run.name
     spec = run.spec
-    harness_reasoning = {str(r["id"]): r.get("reasoning", "") for r in run.predictions}
+    harness_reasoning = {str(r.id): r.reasoning or "" for r in run.predictions}
     reasoning = dict(reasoning) if reasoning is not None else harness_reasoning
     missing = [ex.id for ex in examples if ex.id not in reasoning]
     if missing:
@@ -332,13 +236,6 @@ def build_export(run: StoredRun, task: Task, examples: Sequence[Example], codec:
     )
     files["README.md"] = _readme(run, name, folder, kind, args, answer_tasks, reasoning_source, len(examples))
     return Export(folder=folder, name=name, files=files, answer_tasks=tuple(answer_tasks), model_args=args)
-
-
-def _run_device(run: StoredRun) -> str:
-    """The device recorded in the run's spec.json (older runs: cpu, the only device they could use)."""
-    spec_file = run.path / "spec.json"
-    meta = json.loads(spec_file.read_text()) if spec_file.exists() else {}
-    return str(meta.get("device") or "cpu")
 
 
 def _jsonl(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -417,7 +314,7 @@ def read_lmeval_reasoning(path: str | Path) -> dict[str, str]:
 def export_run(run_dir: str | Path, out: str | Path | None = None, *, data_dir: str | Path | None = None,
                reasoning_file: str | Path | None = None, name: str | None = None) -> Export:
     """`bench export lm-eval`: write the tasks of a stored run (to RUN_DIR/lmeval-export by default)."""
-    run = load_run(run_dir)
+    run = load_stored_run(run_dir)
     task, examples = run_examples(run, data_dir)
     codec = load_codec(run.spec.model)
     reasoning, source = None, "the run (harness)"

@@ -16,49 +16,46 @@ from typing import Any
 
 import pandas as pd
 
-from harness.core.io import atomic_write_text, read_jsonl
+from harness.core.io import atomic_write_text
+from harness.core.records import RunRecord, load_run, run_folders
 from harness.core.text import prompt_tokens
 from harness.core.types import BenchError
 from harness.reports.leaderboard import cost_summary
-from harness.reports.loading import read_json_record
 
 UPLOAD = "huggingface-cli upload ORG/NAME {out} . --repo-type dataset"
 
 
-def runs_table(folders: list[Path]) -> pd.DataFrame:
+def runs_table(runs: list[RunRecord]) -> pd.DataFrame:
     rows = []
-    for folder in folders:
-        meta, summary = read_json_record(folder / "spec.json"), read_json_record(folder / "summary.json")
-        spec = meta["spec"]
-        test = summary.get("test", summary)  # optimize runs nest the test result; eval runs are it
-        prompt = summary.get("prompt") if spec["kind"] == "optimize" else spec.get("prompt")
-        row: dict[str, Any] = {"run_id": meta["run_id"], "kind": spec["kind"], "method": spec["method"],
+    for run in runs:
+        spec, summary, test = run.spec.spec, run.summary, run.test
+        row: dict[str, Any] = {"run_id": run.run_id, "kind": run.kind, "method": spec["method"],
                                "task": spec["task"], "model": spec["model"], "seed": spec["seed"],
                                "preset": spec.get("preset") or (spec.get("source") or {}).get("preset"),
-                               "prompt": prompt, "prompt_tokens": prompt_tokens(prompt), "n_test": test.get("n"),
-                               "primary": test.get("primary"), "accuracy": test.get("accuracy"),
+                               "prompt": run.prompt, "prompt_tokens": prompt_tokens(run.prompt), "n_test": test.n,
+                               "primary": test.primary, "accuracy": test.accuracy,
                                "dev_accuracy": summary.get("dev_accuracy"),
                                "zs_cot_test_accuracy": summary.get("zero_shot_cot_test_accuracy"),
-                               "mean_reasoning_tokens": test.get("mean_reasoning_tokens"),
-                               "command": meta.get("command"), "spec": json.dumps(spec, sort_keys=True)}
-        for name, reading in (test.get("readings") or {}).items():
+                               "mean_reasoning_tokens": test.mean_reasoning_tokens,
+                               "command": run.spec.command, "spec": json.dumps(spec, sort_keys=True)}
+        for name, reading in (test.readings or {}).items():
             row[f"{name}_accuracy"] = reading.get("accuracy")
         row.update(cost_summary(summary.get("cost") or {}))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def predictions_table(folders: list[Path]) -> pd.DataFrame:
+def predictions_table(runs: list[RunRecord]) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
-    for folder in folders:
-        run_id = folder.name
-        pred = folder / "predictions.jsonl"
-        if pred.exists():
-            for r in read_jsonl(pred):
-                rows.append({"run_id": run_id, "id": str(r.get("id")), "gold": r.get("gold"),
-                             **{k: r[k] for k in r if k.endswith("_correct") or k in ("greedy", "options", "fallback")}})
+    for run in runs:
+        run_id = run.path.name
+        if run.predictions is not None:
+            for r in run.predictions:
+                d = r.to_dict()
+                rows.append({"run_id": run_id, "id": str(r.id), "gold": r.gold,
+                             **{k: d[k] for k in d if k.endswith("_correct") or k in ("greedy", "options", "fallback")}})
             continue
-        compact = read_json_record(folder / "summary.json").get("per_example") or {}
+        compact = run.summary.get("per_example") or {}
         readings = [k for k in compact if k != "ids"]
         for i, ex in enumerate(compact.get("ids", [])):
             rows.append({"run_id": run_id, "id": ex, **{f"{k}_correct": compact[k][i] == "1" for k in readings}})
@@ -68,7 +65,7 @@ def predictions_table(folders: list[Path]) -> pd.DataFrame:
 def export_card(results_dir: str | Path, out: str | Path, *, leaderboard_md: str) -> Path:
     """Write the card of `results_dir` into `out`; returns the README's path."""
     root, out = Path(results_dir), Path(out)
-    folders = sorted(p for p in root.iterdir() if (p / "summary.json").exists()) if root.is_dir() else []
+    folders = run_folders(root) if root.is_dir() else []
     if not folders:
         raise BenchError(f"no finished runs in {root}: run `bench run` first or pass --results")
     try:
@@ -76,9 +73,10 @@ def export_card(results_dir: str | Path, out: str | Path, *, leaderboard_md: str
     except ImportError:
         raise BenchError('writing parquet needs pyarrow: pip install "greater-bench[card]"') from None
     (out / "data").mkdir(parents=True, exist_ok=True)
-    runs = runs_table(folders)
+    stored = [load_run(f, predictions=True) for f in folders]
+    runs = runs_table(stored)
     runs.to_parquet(out / "data" / "runs.parquet", index=False)
-    predictions_table(folders).to_parquet(out / "data" / "predictions.parquet", index=False)
+    predictions_table(stored).to_parquet(out / "data" / "predictions.parquet", index=False)
     commands = sorted({c for c in runs["command"].dropna() if c})
     text = "\n".join([
         "---",

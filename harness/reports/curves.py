@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.core.records import StepRecord
 from harness.reports.leaderboard import cost_summary
 from harness.reports.loading import CellRecord
 
@@ -34,7 +35,7 @@ def curves(records: Iterable[CellRecord]) -> pd.DataFrame:
     rows = []
     for r in records:
         for i, s in enumerate(r.steps):
-            train, dev = _number(s.get("train_accuracy")), _number(s.get("dev_accuracy"))
+            train, dev = _number(s.train_accuracy), _number(s.dev_accuracy)
             if math.isnan(train) and math.isnan(dev):
                 train, dev = _legacy_curve_point(s)
             if not (math.isnan(train) and math.isnan(dev)):
@@ -47,12 +48,12 @@ def _number(x: Any) -> float:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else math.nan
 
 
-def _legacy_curve_point(step: Mapping[str, Any]) -> tuple[float, float]:
+def _legacy_curve_point(step: StepRecord) -> tuple[float, float]:
     """(train, dev) accuracy of a step logged before the shared keys existed: GReaTer's `train_error` and its
     `dev` selection list, APE's and OPRO's `scored` [prompt, score] pairs (the best of them)."""
     train = 1 - _number(step.get("train_error"))
     if math.isnan(train) and isinstance(step.get("scored"), list):
-        scores = [_number(p[1]) for p in step["scored"] if isinstance(p, (list, tuple)) and len(p) > 1]
+        scores = [_number(p[1]) for p in step.get("scored") if isinstance(p, (list, tuple)) and len(p) > 1]
         train = max((x for x in scores if not math.isnan(x)), default=math.nan)
     listed = step.get("dev") if isinstance(step.get("dev"), list) else []
     devs = [_number(d.get("accuracy")) for d in listed if isinstance(d, dict)]
@@ -83,7 +84,7 @@ def anytime(records: Iterable[CellRecord]) -> pd.DataFrame:
         split = "dev" if r.method in DEV_SELECTING else "train"
         best = -math.inf
         for i, s in enumerate(r.steps):
-            score = _number(s.get("selection_score"))
+            score = _number(s.selection_score)
             if math.isnan(score):
                 score = _number(s.get(f"{split}_accuracy"))
                 if math.isnan(score) and split == "train":
@@ -93,7 +94,7 @@ def anytime(records: Iterable[CellRecord]) -> pd.DataFrame:
             if math.isnan(score):
                 continue
             best = max(best, score)
-            rows.append({**key, "step": i, **_tokens(s.get("cost") or {}), "score": score, "split": split, "final": False})
+            rows.append({**key, "step": i, **_tokens(s.cost or {}), "score": score, "split": split, "final": False})
         rows.append({**key, "step": len(r.steps), **_tokens(r.cost), "score": r.accuracy, "split": "test", "final": True})
     return pd.DataFrame(rows, columns=ANYTIME_COLUMNS)
 

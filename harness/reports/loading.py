@@ -9,14 +9,13 @@ report is a pure function of the records.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.core.io import read_jsonl
-from harness.core.types import SCHEMA_VERSION, BenchError
+from harness.core.records import PREDICTIONS, SUMMARY, RunRecord, StepRecord, SummaryRecord, iter_runs, load_run
+from harness.core.types import BenchError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,7 +41,7 @@ class CellRecord:
     correct: Mapping[str, bool] = field(default_factory=dict)  # example id -> correct (primary reading)
     readings: Mapping[str, float] = field(default_factory=dict)  # reading -> test accuracy (primary included)
     majority: float | None = None  # accuracy of always giving the test split's most frequent answer
-    steps: tuple[Mapping[str, Any], ...] = ()
+    steps: tuple[StepRecord, ...] = ()  # without their resume state
     source_run: str | None = None
     dev_n: int | None = None  # examples behind dev_accuracy (None: unknown)
     dev_by_method: bool = False  # the method reported its own dev accuracy (else the runner scored the full dev split)
@@ -55,101 +54,70 @@ class CellRecord:
 # ------------------------------------------------------------------------------------------ reading
 
 
-def read_json_record(path: Path) -> dict[str, Any]:
-    """A run folder's JSON file (spec.json, summary.json), checked for its schema version."""
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BenchError(f"missing record {path}: the run folder is incomplete; delete it and re-run") from None
-    except json.JSONDecodeError:
-        raise BenchError(f"corrupt or truncated record {path}: delete the run folder and re-run") from None
-    if not isinstance(obj, dict) or obj.get("schema") != SCHEMA_VERSION:
-        found = obj.get("schema") if isinstance(obj, dict) else "?"
-        raise BenchError(f"record {path} has schema {found}, expected {SCHEMA_VERSION}")
-    return obj
-
-
 def load_record(folder: Path, *, steps: bool = True) -> CellRecord | None:
     """The record of one finished run folder; None for unfinished folders and plain `bench eval` runs."""
-    if not (folder / "summary.json").exists():
+    if not (folder / SUMMARY).exists():
         return None
+    return cell_record(load_run(folder, steps=steps, predictions=True))
+
+
+def cell_record(run: RunRecord) -> CellRecord | None:
+    """The `CellRecord` of a finished run (None: unfinished, or a plain `bench eval` run)."""
     try:
-        return _load_record(folder, steps)
+        return _cell_record(run)
     except (KeyError, TypeError, ValueError) as e:
-        raise BenchError(f"malformed record in {folder} ({type(e).__name__}: {e}): delete the run folder and re-run") from None
+        raise BenchError(f"malformed record in {run.path} ({type(e).__name__}: {e}): delete the run folder and re-run") from None
 
 
-def _load_record(folder: Path, steps: bool) -> CellRecord | None:
-    meta, summary = read_json_record(folder / "spec.json"), read_json_record(folder / "summary.json")
-    spec = meta["spec"]
-    if "extra" in spec:
-        raise BenchError(f"{folder} was written before typed run specs: run `bench migrate {folder.parent}` once")
+def _cell_record(run: RunRecord) -> CellRecord | None:
+    spec, summary, test = run.spec.spec, run.summary, run.test
+    if run.spec.legacy:
+        raise BenchError(f"{run.path} was written before typed run specs: run `bench migrate {run.path.parent}` once")
     source = spec.get("source") or {}
-    if spec["kind"] == "eval" and not source:
+    if summary is None or test is None or (run.kind == "eval" and not source):
         return None
+    optimize = isinstance(summary, SummaryRecord)
+    primary, n = summary.primary if optimize else test.primary, int(test.n)
     correct: dict[str, bool] = {}
-    pred_path = folder / "predictions.jsonl"
-    if spec["kind"] == "optimize":
-        test, primary = summary["test"], summary["primary"]
-    else:
-        test, primary = summary, summary["primary"]
-    n = int(test["n"])
-    if pred_path.exists():  # per-example files stay out of git; summary.json keeps a compact copy
-        rows = read_jsonl(pred_path)
-        if len(rows) != n:
-            raise BenchError(
-                f"truncated record {pred_path}: {len(rows)} examples, summary.json says {n}; delete the run folder and re-run"
-            )
-        correct = {str(r["id"]): bool(r[f"{primary}_correct"]) for r in rows}
-    elif primary in (summary.get("per_example") or {}):  # the compact copy kept in git
-        compact = summary["per_example"]
-        correct = {i: c == "1" for i, c in zip(compact["ids"], compact[primary])}
-    step_rows: tuple[dict[str, Any], ...] = ()
-    if steps and (folder / "steps.jsonl").exists():
-        rows = read_jsonl(folder / "steps.jsonl")
-        step_rows = tuple({k: v for k, v in r.items() if k not in ("state", "rng")} for r in rows)
-    lo, hi = test["readings"][primary]["ci95"]
-    optimize = spec["kind"] == "optimize"
+    if run.predictions is not None:  # per-example files stay out of git; summary.json keeps a compact copy
+        if len(run.predictions) != n:
+            raise BenchError(f"truncated record {run.path / PREDICTIONS}: {len(run.predictions)} examples, "
+                             f"summary.json says {n}; delete the run folder and re-run")
+        correct = {str(r.id): r.correct(primary) for r in run.predictions}
+    else:  # the compact copy kept in git
+        correct = summary.correct(primary) or {}
+    lo, hi = test.readings[primary]["ci95"]
     return CellRecord(
-        run_id=meta["run_id"], kind=spec["kind"], method=spec["method"], task=spec["task"], model=spec["model"],
+        run_id=run.run_id, kind=run.kind, method=spec["method"], task=spec["task"], model=spec["model"],
         source_model=spec["model"] if optimize else source.get("model", "?"), seed=int(spec["seed"]),
-        preset=str((spec.get("preset") if optimize else source.get("preset")) or "?"),
-        prompt=summary.get("prompt") if optimize else spec.get("prompt"),
-        accuracy=float(summary["test_accuracy"] if optimize else summary["accuracy"]), ci95=(lo, hi), n=n,
-        primary=primary, dev_accuracy=summary.get("dev_accuracy") if optimize else None,
-        zs_cot_accuracy=summary.get("zero_shot_cot_test_accuracy"), cost=summary.get("cost") or {},
-        correct=correct, steps=step_rows, source_run=source.get("run"),
-        readings={k: float(v["accuracy"]) for k, v in test["readings"].items() if v.get("accuracy") is not None},
-        majority=(test.get("majority") or {}).get("accuracy"),
-        dev_n=_dev_n(summary, n) if optimize else None,
-        dev_by_method=(summary.get("meta") or {}).get("dev_accuracy") is not None, reasoning_tokens=test.get("mean_reasoning_tokens"),
-        leakage=summary.get("leakage") if optimize else None, length_penalty=float(spec.get("length_penalty") or 0.0),
-        split_seed=spec.get("split_seed"),
+        preset=str((spec.get("preset") if optimize else source.get("preset")) or "?"), prompt=run.prompt,
+        accuracy=float(summary.test_accuracy if optimize else test.accuracy), ci95=(lo, hi), n=n, primary=primary,
+        dev_accuracy=summary.dev_accuracy if optimize else None,
+        zs_cot_accuracy=summary.get("zero_shot_cot_test_accuracy"), cost=summary.get("cost") or {}, correct=correct,
+        steps=tuple(s.logged() for s in run.steps or ()), source_run=source.get("run"),
+        readings={k: float(v["accuracy"]) for k, v in test.readings.items() if v.get("accuracy") is not None},
+        majority=(test.majority or {}).get("accuracy"), dev_n=_dev_n(summary, n) if optimize else None,
+        dev_by_method=optimize and (summary.meta or {}).get("dev_accuracy") is not None,
+        reasoning_tokens=test.mean_reasoning_tokens, leakage=summary.leakage if optimize else None,
+        length_penalty=float(spec.get("length_penalty") or 0.0), split_seed=spec.get("split_seed"),
     )
 
 
-def _dev_n(summary: Mapping[str, Any], n_test: int) -> int | None:
+def _dev_n(summary: SummaryRecord, n_test: int) -> int | None:
     """How many dev examples `dev_accuracy` is over: the method's own count (`meta.dev_n`), else the runner's dev
     evaluation (its rows are what the evaluation counted beyond the two test runs)."""
-    meta = summary.get("meta") or {}
+    meta = summary.meta or {}
     if meta.get("dev_n"):
         return int(meta["dev_n"])
-    rows = (summary.get("evaluation") or {}).get("rows")
+    rows = (summary.evaluation or {}).get("rows")
     extra = int(rows) - 2 * n_test if rows is not None else 0
     return extra if extra > 0 else None
 
 
 def load_records(results_dir: str | Path, *, steps: bool = True) -> list[CellRecord]:
     """Every finished optimize cell and transfer evaluation under `results_dir`, in run-id order."""
-    root = Path(results_dir)
-    if not root.is_dir():
-        raise BenchError(f"no results folder {root}: run `bench run` first or pass --results")
-    out = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        rec = load_record(folder, steps=steps)
-        if rec is not None:
-            out.append(rec)
-    return out
+    records = (cell_record(run) for run in iter_runs(results_dir, steps=steps, predictions=True))
+    return [r for r in records if r is not None]
 
 
 def with_leakage(records: Iterable[CellRecord], data: Any) -> list[CellRecord]:

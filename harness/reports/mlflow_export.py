@@ -21,11 +21,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.core.records import load_run, read_spec, run_folders
 from harness.core.text import prompt_tokens
 from harness.core.types import BenchError
 from harness.reports.curves import anytime
 from harness.reports.leaderboard import cost_summary
-from harness.reports.loading import CellRecord, load_record, read_json_record
+from harness.reports.loading import CellRecord, cell_record
 
 INSTALL_HINT = 'MLflow is not installed: pip install "greater-bench[mlflow]"'
 RUN_TAG = "greater_bench.run_id"
@@ -58,7 +59,7 @@ def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def run_metrics(rec: CellRecord, summary: Mapping[str, Any]) -> dict[str, float]:
+def run_metrics(rec: CellRecord) -> dict[str, float]:
     """The numbers of one run's summary worth plotting across runs."""
     m: dict[str, float] = {"test_accuracy": rec.accuracy, "n_test": float(rec.n)}
     m.update({f"{k}_accuracy": v for k, v in rec.readings.items()})
@@ -89,7 +90,7 @@ def export_mlflow(results_dir: str | Path, *, leaderboard_md: str, uri: str | No
     exp = client.get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
     root = Path(results_dir)
-    folders = sorted(p for p in root.iterdir() if (p / "summary.json").exists()) if root.is_dir() else []
+    folders = run_folders(root) if root.is_dir() else []
     if not folders:
         raise BenchError(f"no finished runs in {root}: run `bench run` first or pass --results")
     done: dict[str, list[str]] = {"logged": [], "skipped": []}
@@ -97,27 +98,26 @@ def export_mlflow(results_dir: str | Path, *, leaderboard_md: str, uri: str | No
         board = Path(tmp) / "leaderboard.md"
         board.write_text(leaderboard_md, encoding="utf-8")
         for folder in folders:
-            meta = read_json_record(folder / "spec.json")
-            run_id = meta["run_id"]
+            spec = read_spec(folder)
+            run_id = spec.run_id
             if client.search_runs([exp_id], filter_string=f"tags.`{RUN_TAG}` = '{run_id}'", max_results=1):
                 done["skipped"].append(run_id)
                 continue
-            summary = read_json_record(folder / "summary.json")
-            rec = load_record(folder)
+            stored = load_run(folder, steps=True, predictions=True)
+            rec = cell_record(stored)
             run = client.create_run(exp_id, run_name=run_id, tags={RUN_TAG: run_id})
             rid = run.info.run_id
-            params = [Param(k, v[:6000]) for k, v in flatten(meta["spec"]).items()]
-            metrics = [Metric(k, float(v), 0, 0) for k, v in (run_metrics(rec, summary) if rec else {}).items()]
+            params = [Param(k, v[:6000]) for k, v in flatten(spec.spec).items()]
+            metrics = [Metric(k, float(v), 0, 0) for k, v in (run_metrics(rec) if rec else {}).items()]
             if rec is not None:
                 curve = anytime([rec])
                 metrics += [Metric("selection_score", float(r.score), 0, int(r.tokens))
                             for r in curve.itertuples() if not r.final]
-            tags = [RunTag(k, str(v)) for k, v in (("kind", meta["spec"]["kind"]), ("method", meta["spec"]["method"]),
-                                                    ("task", meta["spec"]["task"]), ("model", meta["spec"]["model"]))]
+            tags = [RunTag(k, str(spec.spec[k])) for k in ("kind", "method", "task", "model")]
             for i in range(0, max(len(params), len(metrics), 1), 100):  # MLflow takes at most 100 params per batch
                 client.log_batch(rid, metrics=metrics[i : i + 100], params=params[i : i + 100], tags=tags if i == 0 else [])
             prompt = Path(tmp) / "prompt.txt"
-            prompt.write_text((rec.prompt if rec else summary.get("instruction")) or "", encoding="utf-8")
+            prompt.write_text((rec.prompt if rec else stored.summary.get("instruction")) or "", encoding="utf-8")
             for path in (prompt, board, folder / "spec.json", folder / "summary.json"):
                 client.log_artifact(rid, str(path))
             client.set_terminated(rid)

@@ -1,161 +1,26 @@
-"""Prompt transfer: score every stored optimized prompt on other models, and the source x target matrices.
+"""Prompt transfer, the report: the source x target matrices of stored prompts scored on other models.
 
-Each (prompt, target model) pair is an ordinary eval run (`harness.runner.run.run_eval`) whose spec names its
-source run, so results are cached run folders: a repeated or interrupted transfer redoes only what is
-missing. Targets are handled one at a time: the model is opened once, every prompt is scored on it, then it
-is freed before the next model loads. HF and OpenAI-compatible models are opened in this process; a backend
-that owns its process (vLLM: one engine per process, never unloaded) runs each target in a child process
-(`evaluate_in_child`, through `harness.runner.child`), one after another; the parent only reads the run folders.
-The diagonal (a prompt on its own model) is the optimize cell's own test result and is not recomputed.
+The evaluations are run folders (`harness.runner.transfer` writes them); this reads them back as records. Rows
+are the models a prompt was optimized on, columns the models it was scored on; the diagonal is the optimize
+cell's own test result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from harness.core.spec import RunSpec, TransferSource
-from harness.core.types import BenchError
 from harness.reports.leaderboard import matrix_title, transfer_matrices, transfer_table
-from harness.reports.loading import load_records, read_json_record
-from harness.runner.child import Send, needs_own_process, opener_for_child, run_in_child
-from harness.runner.data import RunData
-from harness.runner.records import RunFolder
-from harness.runner.run import DEFAULT_RESULTS, run_eval
-
-ProgressFn = Callable[[str, int, int], None]  # (target model, prompts done, prompts on this target)
-Opener = Callable[[str, str, str], Any]  # (model, backend, dtype) -> Generator, as harness.runner.pool.ModelPool takes
-POOL_SETTINGS = ("threads", "batch_size", "device")  # what `pool` may set on the ModelPool of each target
+from harness.reports.loading import load_records
 
 
-@dataclass(frozen=True)
-class Source:
-    spec: RunSpec  # the optimize cell
-    prompt: str
-
-
-def source_runs(
-    results_dir: str | Path, *, methods: Iterable[str] | None = None, tasks: Iterable[str] | None = None,
-    models: Iterable[str] | None = None,
-) -> list[Source]:
-    """The finished optimize cells under `results_dir` (optionally filtered), in run-id order."""
-    root = Path(results_dir)
-    if not root.is_dir():
-        raise BenchError(f"no results folder {root}: run `bench run` first or pass --results")
-    keep = {"method": set(methods or ()), "task": set(tasks or ()), "model": set(models or ())}
-    out = []
-    for folder in sorted(p for p in root.iterdir() if (p / "summary.json").exists() and (p / "spec.json").exists()):
-        meta = read_json_record(folder / "spec.json")
-        if meta["spec"]["kind"] != "optimize":
-            continue
-        spec = RunSpec.from_dict(meta["spec"])
-        if any(want and getattr(spec, k) not in want for k, want in keep.items()):
-            continue
-        out.append(Source(spec=spec, prompt=read_json_record(folder / "summary.json")["prompt"]))
-    return out
-
-
-def eval_spec(source: Source, target: str, data: RunData, backend: str | None = None) -> RunSpec:
-    """The eval run of `source`'s prompt on `target`, with the source's decoding and split settings (and its
-    backend unless `backend` names another: float32 vLLM and HF decode the same greedy tokens)."""
-    s = source.spec
-    return RunSpec(
-        kind="eval", task=s.task, model=target, data=data.eval_fingerprint(s.task, "test", s.limit, s.split_seed),
-        backend=backend or s.backend, method=s.method, prompt=source.prompt or None,
-        position=s.position, split="test", limit=s.limit, max_new_tokens=s.max_new_tokens, dtype=s.dtype,
-        seed=s.seed, split_seed=s.split_seed, primary_reading=s.primary_reading,
-        source=TransferSource(run=s.run_id, model=s.model, preset=s.preset),
-    )
-
-
-def transfer_plan(
-    sources: Sequence[Source], eval_models: Sequence[str], data: RunData, backend: str | None = None
-) -> dict[str, list[RunSpec]]:
-    """target model -> the eval specs to score on it (every source optimized on another model)."""
-    return {t: [eval_spec(src, t, data, backend) for src in sources if src.spec.model != t] for t in eval_models}
-
-
-def evaluate_on_model(
-    target: str, specs: Sequence[RunSpec], *, opener: Opener | str | None = None, cache: bool = True,
-    data_dir: str | Path | None = None, out: str | Path = DEFAULT_RESULTS, progress: ProgressFn | None = None,
-    pool: Mapping[str, Any] | None = None,
-) -> list[dict[str, Any]]:
-    """Score `specs` (all on `target`) with one model load in this process; finished ones are read back
-    without loading it. `pool`: threads, batch_size and device of the model pool (`POOL_SETTINGS`)."""
-    from harness.runner.pool import ModelPool
-
-    todo = [s for s in specs if not RunFolder(Path(out), s).finished]
-    tick = progress or (lambda *_: None)
-    pool = ModelPool(opener=opener, cache=cache, **_pool_settings(pool))
-    try:
-        gen = None
-        summaries = []
-        for i, spec in enumerate(specs):
-            if spec in todo and gen is None:
-                gen = pool.generator(target, backend=spec.backend, dtype=spec.dtype)
-            if spec in todo:
-                summaries.append(run_eval(spec, gen, data_dir=data_dir, out=out))
-            else:
-                summaries.append(RunFolder(Path(out), spec).summary())
-            tick(target, i + 1, len(specs))
-        return summaries
-    finally:
-        pool.close()
-
-
-def run_transfer(
-    results_dir: str | Path,
-    eval_models: Sequence[str],
-    *,
-    methods: Iterable[str] | None = None,
-    tasks: Iterable[str] | None = None,
-    source_models: Iterable[str] | None = None,
-    data_dir: str | Path | None = None,
-    opener: Opener | str | None = None,
-    cache: bool = True,
-    progress: ProgressFn | None = None,
-    report_dir: str | Path | None = None,
-    isolate: bool | None = None,
-    backend: str | None = None,
-    pool: Mapping[str, Any] | None = None,
-) -> dict[tuple[str, str], pd.DataFrame]:
-    """Score every stored optimized prompt on every model of `eval_models`; return (and with `report_dir`,
-    write as CSV and heatmap PNG) the source x target matrix of each (preset, method).
-
-    `isolate`: evaluate each target model in its own child process (True), in this process (False), or
-    decide by backend (None: a child for backends outside `harness.runner.child.IN_PROCESS_BACKENDS`). `opener`
-    replaces the backends (tests); a child process needs it as "module:function". `backend`: decode the
-    transfer evaluations with this backend instead of each source run's own (e.g. vllm for speed). `pool`:
-    threads, batch_size and device of each target's model pool, as `bench run` takes them.
-    """
-    if not eval_models:
-        raise BenchError("no evaluation model given: use e.g. --eval-models smollm2-135m,gemma3-270m")
-    sources = source_runs(results_dir, methods=methods, tasks=tasks, models=source_models)
-    if not sources:
-        raise BenchError(f"no finished optimize runs in {results_dir} (after filters): run `bench run` first")
-    if backend is not None:
-        from harness.backends import resolve_backend
-
-        backend = resolve_backend(backend)
-    pool = _pool_settings(pool)  # checked before any model loads or child starts
-    if opener is None and "openai" not in ({backend} if backend else {s.spec.backend for s in sources}):
-        _check_models(eval_models)  # a typo in the last model fails before the first one loads
-    _check_folders(results_dir, report_dir, cache=cache and opener is None)
-    plan = transfer_plan(sources, eval_models, RunData(data_dir), backend)  # data checked before any model loads
-    for target, specs in plan.items():
-        own_process = isolate if isolate is not None else any(needs_own_process(s.backend) for s in specs)
-        how = {"opener": opener, "cache": cache, "data_dir": data_dir, "out": results_dir, "progress": progress,
-               "pool": pool}
-        if own_process and not all(RunFolder(Path(results_dir), s).finished for s in specs):
-            evaluate_in_child(target, specs, **how)
-        else:  # in this process (finished evaluations are read back without opening the model)
-            evaluate_on_model(target, specs, **how)
-    involved = {s.spec.model for s in sources} | set(eval_models)
-    run_ids = {s.spec.run_id for s in sources}
+def transfer_report(results_dir: str | Path, sources: Iterable[str], models: Iterable[str], *,
+                    report_dir: str | Path | None = None) -> dict[tuple[str, str], pd.DataFrame]:
+    """The source x target matrix of each (preset, method) over the optimize cells `sources` (run ids) and their
+    transfer evaluations among `models`; with `report_dir`, also written as CSV and heatmap PNG."""
+    involved, run_ids = set(models), set(sources)
     records = [
         r for r in load_records(results_dir, steps=False)
         if (r.kind == "optimize" and r.run_id in run_ids)
@@ -165,64 +30,6 @@ def run_transfer(
     if report_dir is not None:
         write_transfer(matrices, transfer_table(records), report_dir)
     return matrices
-
-
-def evaluate_in_child(
-    target: str, specs: Sequence[RunSpec], *, opener: Opener | str | None = None, cache: bool = True,
-    data_dir: str | Path | None = None, out: str | Path = DEFAULT_RESULTS, progress: ProgressFn | None = None,
-    pool: Mapping[str, Any] | None = None,
-) -> None:
-    """`evaluate_on_model` in a child process, so this process never loads `target` and everything the model
-    held is freed when the child exits. Each evaluation is a run folder written atomically, so a failed child
-    loses at most the one in progress. The child's output goes to a log file, kept when it fails."""
-    job = {"target": target, "specs": [s.to_dict() for s in specs], "opener": opener_for_child(opener), "cache": cache,
-           "data_dir": str(Path(data_dir).resolve()) if data_dir is not None else None, "out": str(Path(out).resolve()),
-           "pool": dict(pool or {})}
-    tick = progress or (lambda *_: None)
-    run_in_child("harness.reports.transfer:evaluate_job", job, on_message=lambda done_total: tick(target, *done_total),
-                 what=f"evaluating on {target}", log_name=f"transfer-{Path(target).name}", kept="finished evaluations are kept")
-
-
-def evaluate_job(job: dict[str, Any], send: Send) -> None:
-    """The child's side of `evaluate_in_child`: sends one [done, total] per prompt."""
-    evaluate_on_model(
-        job["target"], [RunSpec.from_dict(s) for s in job["specs"]], opener=job["opener"], cache=job["cache"],
-        data_dir=job["data_dir"], out=job["out"], progress=lambda _t, done, total: send([done, total]),
-        pool=job.get("pool"),
-    )
-
-
-def _check_models(names: Iterable[str]) -> None:
-    """Each name is an alias, a local Hugging Face folder or a reachable (or cached) hub id; nothing is loaded."""
-    from harness.backends.models import PACKAGED, resolve_model
-
-    for name in names:
-        if name not in PACKAGED:  # an alias resolves by converting its GGUF: left to the load
-            resolve_model(name)
-
-
-def _check_folders(results_dir: str | Path, report_dir: str | Path | None, *, cache: bool) -> None:
-    """The folders written to (run folders, matrices, the response cache) must be writable before a model loads."""
-    from harness.core.io import check_writable
-
-    check_writable(results_dir)
-    if report_dir is not None:
-        check_writable(report_dir, "report")
-    if cache:
-        from harness.backends.models import cache_dir
-
-        try:
-            check_writable(cache_dir(), "cache")
-        except BenchError as e:
-            raise BenchError(f"{e} (BENCH_CACHE_DIR; converted models and the response cache live there, "
-                             "--no-cache skips only the latter)") from None
-
-
-def _pool_settings(pool: Mapping[str, Any] | None) -> dict[str, Any]:
-    unknown = set(pool or {}) - set(POOL_SETTINGS)
-    if unknown:
-        raise BenchError(f"unknown model pool setting(s) {', '.join(sorted(unknown))}: use {', '.join(POOL_SETTINGS)}")
-    return {k: v for k, v in (pool or {}).items() if v is not None}
 
 
 def _order(m: pd.DataFrame, involved: set[str]) -> pd.DataFrame:

@@ -13,11 +13,13 @@ name is stale, so an interrupted migration is finished by running it again.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.core.io import atomic_write_json, read_json
+from harness.core.io import atomic_write_json
+from harness.core.records import SPEC, SUMMARY, read_spec, read_summary
 from harness.core.spec import SPEC_VERSION, OptimizerEndpoint, RunSpec, TransferSource
 from harness.core.types import BenchError, Budget
 from harness.runner.data import RunData
@@ -33,7 +35,7 @@ COMMON = ("kind", "task", "model", "backend", "dtype", "method", "prompt", "posi
           "limit", "seed", "split_seed", "primary_reading")
 
 
-def typed_spec(old: dict[str, Any], data: RunData, new_ids: dict[str, str]) -> RunSpec:
+def typed_spec(old: Mapping[str, Any], data: RunData, new_ids: dict[str, str]) -> RunSpec:
     """The version-2 spec of a version-1 spec dict (`new_ids`: old -> new run ids of optimize folders)."""
     extra = dict(old.get("extra") or {})
     fields: dict[str, Any] = {k: old[k] for k in COMMON if k in old}
@@ -69,38 +71,29 @@ def migrate(results: str | Path, *, data_dir: str | Path | None = None) -> Migra
         raise BenchError(f"no results folder {root}: name the folder that holds the run folders")
     data = RunData(data_dir)
     report = MigrateReport()
-    folders = sorted(p for p in root.iterdir() if (p / "spec.json").is_file())
-    metas = {p: _meta(p) for p in folders}  # every record read (and checked) before anything is rewritten
-    order = sorted(folders, key=lambda p: metas[p]["spec"].get("kind") != "optimize")  # sources first
+    folders = sorted(p for p in root.iterdir() if (p / SPEC).is_file())
+    metas = {p: read_spec(p) for p in folders}  # every record read (and checked) before anything is rewritten
+    order = sorted(folders, key=lambda p: metas[p].kind != "optimize")  # sources first
     new_ids: dict[str, str] = {}
     for folder in order:
         meta = metas[folder]
-        if "extra" not in meta["spec"]:  # already version 2: finish an interrupted rename, if any
+        if not meta.legacy:  # already version 2: finish an interrupted rename, if any
             report.current += 1
-            new_ids[meta.get("migrated_from", meta["run_id"])] = meta["run_id"]
-            if folder.name != meta["run_id"]:
-                _rename(folder, root / meta["run_id"])
-                report.renamed.append((folder.name, meta["run_id"]))
+            new_ids[meta.migrated_from if meta.migrated_from is not None else meta.run_id] = meta.run_id
+            if folder.name != meta.run_id:
+                _rename(folder, root / meta.run_id)
+                report.renamed.append((folder.name, meta.run_id))
             continue
-        spec = typed_spec(meta["spec"], data, new_ids)
-        old_id, new_id = meta["run_id"], spec.run_id
+        spec = typed_spec(meta.spec, data, new_ids)
+        old_id, new_id = meta.run_id, spec.run_id
         new_ids[old_id] = new_id
-        atomic_write_json(folder / "spec.json", {**meta, "run_id": new_id, "spec": spec.to_dict(),
-                                                 "spec_version": SPEC_VERSION, "migrated_from": old_id})
-        summary_path = folder / "summary.json"
-        if summary_path.exists():
-            summary = read_json(summary_path)
-            atomic_write_json(summary_path, {**summary, "run_id": new_id})
+        atomic_write_json(folder / SPEC, replace(meta, run_id=new_id, spec=spec.to_dict(), spec_version=SPEC_VERSION,
+                                                 migrated_from=old_id).to_dict())
+        if (folder / SUMMARY).exists():
+            atomic_write_json(folder / SUMMARY, replace(read_summary(folder, meta.kind), run_id=new_id).to_dict())
         _rename(folder, root / new_id)
         report.renamed.append((old_id, new_id))
     return report
-
-
-def _meta(folder: Path) -> dict[str, Any]:
-    meta = read_json(folder / "spec.json")
-    if not isinstance(meta.get("spec"), dict) or "kind" not in meta["spec"] or "run_id" not in meta:
-        raise BenchError(f"malformed record {folder / 'spec.json'} (no spec or run id): restore it or move the folder out")
-    return meta
 
 
 def _rename(src: Path, dst: Path) -> None:

@@ -15,13 +15,13 @@ the total, and the wall time at the requested parallelism.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.core.records import REFERENCE_RESULTS, StepRecord, SummaryRecord, load_run, read_lines, run_folders
 from harness.core.spec import RunSpec
 from harness.core.types import BenchError
 from harness.runner.records import RunFolder
@@ -30,7 +30,7 @@ from harness.runner.records import RunFolder
 # (smollm2-135m, cpu preset: GReaTer 60.7k; the text baselines at the common 60k budget end at 64-74k).
 DEFAULT_TOKENS = {"smoke": 2_000, "cpu": 65_000, "paper": 2_000_000}
 DEFAULT_RATE = 120.0  # task-model tokens/s: smollm2-135m, HF float32, batch 8, one core (docs/benchmarks.md)
-REFERENCE = Path(__file__).resolve().parents[2] / "results"
+REFERENCE = REFERENCE_RESULTS
 
 
 def check_rate(rate: float | None) -> float | None:
@@ -93,27 +93,37 @@ def _finished_costs(folders: Sequence[Path]) -> list[Finished]:
     for root in folders:
         if not root.is_dir():
             continue
-        for p in root.iterdir():
+        for path in run_folders(root):
             try:
-                summary = json.loads((p / "summary.json").read_text())
-                spec = json.loads((p / "spec.json").read_text()).get("spec", {})
-            except (OSError, ValueError):
+                run = load_run(path)
+            except BenchError:  # a corrupt record prices nothing (`bench leaderboard` names it)
                 continue
-            cost = summary.get("cost") or {}
-            if "method" not in summary or not cost or spec.get("kind") != "optimize":
+            summary, spec = run.summary, run.spec.spec
+            if not isinstance(summary, SummaryRecord) or summary.method is None or not summary.cost:
                 continue
+            cost = summary.cost
             tokens = float(cost.get("task_tokens_in", 0)) + float(cost.get("task_tokens_out", 0))
             calls = float(cost.get("task_calls", 0)) + float(cost.get("optimizer_calls", 0))
             wall = float(cost.get("wall_seconds", 0))
             cached = float(cost.get("cached_calls", 0))
             if not tokens or wall < 1 or (calls and cached / calls >= 0.5):
                 continue
-            evaluation = summary.get("evaluation") or {}
+            evaluation = summary.evaluation or {}
             per_row = evaluation["seconds"] / evaluation["rows"] if evaluation.get("rows") else None
             budget = (spec.get("budget") or {}).get("task_tokens")
-            out.append(Finished(summary["method"], str(summary.get("preset")), budget, str(spec.get("model")),
+            out.append(Finished(summary.method, str(summary.preset), budget, str(spec.get("model")),
                                 str(spec.get("task")), tokens, wall, per_row))
     return out
+
+
+def _logged(path: Path) -> tuple[int, Mapping[str, float] | None]:
+    """The steps a partial cell logged, as a resumed run reads them (a torn last line is not a step), and the
+    cost meter after the last one."""
+    try:
+        steps = read_lines(StepRecord, path, torn_tail_ok=True)
+    except BenchError:
+        return sum(1 for line in path.read_text().splitlines() if line.strip()), None
+    return len(steps), steps[-1].cost if steps else None
 
 
 def make_plan(specs: Sequence[RunSpec], out: str | Path, *, parallel: int = 1, rate: float | None = None,
@@ -158,15 +168,12 @@ def make_plan(specs: Sequence[RunSpec], out: str | Path, *, parallel: int = 1, r
         steps = folder.path / "steps.jsonl"
         status = "to do"
         if steps.exists():
-            lines = [line for line in steps.read_text().splitlines() if line.strip()]
-            status = f"partial ({len(lines)} steps)"
-            try:
-                last = json.loads(lines[-1])["cost"]
+            logged, last = _logged(steps)
+            status = f"partial ({logged} steps)"
+            if last is not None:
                 left = max(0.0, tokens - float(last.get("task_tokens_in", 0)) - float(last.get("task_tokens_out", 0)))
                 opt_seconds *= left / tokens if tokens else 0.0
                 tokens = left
-            except (ValueError, KeyError, IndexError):
-                pass
         cells.append(CellPlan(spec, status, tokens + eval_tokens, opt_seconds + eval_seconds, measured=bool(alike)))
     return Plan(cells=tuple(cells), rate=rate, rate_source=source, parallel=max(1, parallel),
                 eval_source=f"median of {len(per_row)} cells" if per_row else "generated tokens at the rate")

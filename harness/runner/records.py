@@ -1,6 +1,7 @@
-"""Run folders and records: atomic writes, append-only JSON lines with a schema version, provenance.
+"""Writing run folders: atomic writes, append-only JSON lines with a schema version, provenance (the records
+and their loader are `harness.core.records`).
 
-A run folder (results/<run id>/) holds:
+A run folder (<results>/<run id>/) holds:
 - `spec.json`: the frozen RunSpec (its hash is the run id) plus provenance (versions, seed, backend, dtype,
   and the compute threads: their number changes float summation order, so a near-tie could differ);
 - `summary.json`: the result (accuracies per reading with intervals, cost), written last: its presence
@@ -11,7 +12,6 @@ Every file is written to a temporary name and renamed, so a killed process never
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
 import subprocess
@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.io import atomic_write_json, write_jsonl
+from harness.core.records import read_summary
 from harness.core.spec import RunSpec
-from harness.core.types import SCHEMA_VERSION, BenchError
+from harness.core.types import SCHEMA_VERSION
 
 
 def versions() -> dict[str, str]:
@@ -122,8 +123,5 @@ class RunFolder:
         )
 
     def summary(self) -> dict[str, Any]:
-        path = self.path / "summary.json"
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError:
-            raise BenchError(f"corrupt record {path}: delete it and re-run") from None
+        """The finished run's summary.json, read (and checked) by the records' loader."""
+        return read_summary(self.path, self.spec.kind).to_dict()

@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.context import OptimizeContext, Optimizer
+from harness.core.records import DEFAULT_RESULTS
 from harness.core.spec import RunSpec
 from harness.core.types import ZERO_SHOT_COT, Budget, Example, Generator, GradientModel, Task
 from harness.evaluation.evaluate import EvalResult, ProgressFn, evaluate
 from harness.evaluation.prompt_checks import leakage
 from harness.runner.data import RunData
 from harness.runner.records import RunFolder
-
-DEFAULT_RESULTS = Path("results")
 
 
 def run_eval(
