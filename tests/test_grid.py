@@ -30,17 +30,15 @@ import harness.runner.run
 from harness.core.spec import OptimizerEndpoint, RunSpec
 from harness.core.types import ZERO_SHOT_COT, BenchError, Budget, Needs, PromptPosition
 from harness.runner.cell import run_cell
-from harness.runner.cells import Cell, GridSettings, make_cells, parse_seeds
-from harness.runner.data import RunData
+from harness.runner.cells import Cell, GridSettings, make_cells, parse_seeds, resolve_grid
 from harness.runner.grid import run_grid
 from harness.runner.pool import ModelPool
 from harness.runner.progress import estimate_eta
 
 
 def spec_of(cell, settings):
-    from harness.runner.grid import grid_specs
+    return resolve_grid([cell.method], [cell.task], [cell.model], [cell.seed], settings).specs[0]
 
-    return grid_specs([cell], settings, RunData())[0]
 
 METHODS = ["zs-cot", "fake-steps"]
 
@@ -56,7 +54,8 @@ class World:
 
     def grid(self, out, *, seeds=(0, 1), models=("fake-a",), methods=METHODS, **kw):
         pool = ModelPool(opener=self.opener)  # a fresh pool: a new process
-        return run_grid(methods, [TASK_NAME], list(models), list(seeds), "smoke", out=out, pool=pool, **kw), pool
+        grid = resolve_grid(methods, [TASK_NAME], list(models), list(seeds), GridSettings(preset="smoke"))
+        return run_grid(grid, out=out, pool=pool, **kw), pool
 
 
 @pytest.fixture
@@ -234,7 +233,7 @@ def test_unknown_names_fail_before_any_model_loads(tmp_path, world):
     with pytest.raises(BenchError, match="did you mean 'greater'"):
         world.grid(tmp_path, methods=["greatr"])
     with pytest.raises(BenchError, match="unknown task"):
-        run_grid(["zs-cot"], ["bbh:navigat"], ["fake-a"], [0], out=tmp_path, pool=ModelPool(opener=world.opener))
+        resolve_grid(["zs-cot"], ["bbh:navigat"], ["fake-a"], [0])
     assert world.opened == []
 
 
@@ -294,7 +293,7 @@ def children(tmp_path, monkeypatch):
 
     def grid(out, *, models=("fake-a", "fake-b"), methods=("zs-cot", "opro"), opener=OPENER, **kw):
         settings = GridSettings(preset="smoke", backend="vllm")
-        return run_grid(list(methods), [task], list(models), [0], "smoke", settings=settings, out=out,
+        return run_grid(resolve_grid(list(methods), [task], list(models), [0], settings), out=out,
                         pool=ModelPool(opener=opener), **kw)
 
     def newly_opened() -> list[tuple[int, str]]:  # the models opened since the last call

@@ -191,10 +191,9 @@ def optimize_cmd(
     The same cell as `bench run` builds for these options: both commands reuse each other's run folders.
     """
     from harness.cli.display import Display, progress_seconds
-    from harness.runner.cell import cell_optimizer, run_cell
-    from harness.runner.cells import Cell, GridSettings
+    from harness.runner.cell import run_cell
+    from harness.runner.cells import GridSettings, resolve_grid
     from harness.runner.data import RunData
-    from harness.runner.grid import grid_specs
     from harness.runner.pool import ModelPool
     from tasks import get_task
 
@@ -208,10 +207,11 @@ def optimize_cmd(
         budget_tokens=budget_tokens, length_penalty=length_penalty, optimizer_model=optimizer_model, optimizer_backend=optimizer_backend,
         base_url=base_url, backend=backend,
     )
-    data = RunData(data_dir)
-    (spec,) = grid_specs([Cell(method=method, task=task, model=model, seed=seed)], settings, data)  # checked first
+    grid = resolve_grid([method], [task], [model], [seed], settings, data=RunData(data_dir))  # checked first
+    (spec,) = grid.specs
+    optimizer = grid.optimizers(spec)  # the one built while resolving
     check_model(model, spec.backend, base_url)
-    if spec.optimizer is not None and cell_optimizer(spec).needs.optimizer_llm:  # opened only then (run_cell)
+    if spec.optimizer is not None and optimizer.needs.optimizer_llm:  # opened only then (run_cell)
         check_model(spec.optimizer.model, spec.optimizer.backend or spec.backend, spec.optimizer.base_url)
     check_writable(results)
     check_cache(cache)
@@ -221,7 +221,7 @@ def optimize_cmd(
             display.note(msg if msg.startswith(method) else f"{method} {msg}")
 
         pool = ModelPool(cache=cache, threads=threads, batch_size=batch_size, device=device)
-        summary = run_cell(spec, pool=pool, data_dir=data_dir, out=results, progress=progress,
+        summary = run_cell(spec, pool=pool, data=grid.data, optimizer=optimizer, out=results, progress=progress,
                            eval_progress=display.tracker(task))
     table = Table("", "prompt", "dev", "test", title=f"{method} on {task} ({model}, preset {preset}, seed {seed})")
     table.add_row("optimized", summary["prompt"], f"{100 * summary['dev_accuracy']:.1f}", f"{100 * summary['test_accuracy']:.1f}")

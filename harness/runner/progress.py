@@ -76,12 +76,14 @@ class Board:
     `notify` on every event. `listener(indices)` turns `run_cells` messages into those events. `parallel`: how
     many cells an executor runs at once (for the ETA)."""
 
-    def __init__(self, cells: Sequence[Cell], specs: Sequence[RunSpec], notify: Callable[[GridStatus], None],
+    def __init__(self, specs: Sequence[RunSpec], notify: Callable[[GridStatus], None],
                  progress: Callable[[Cell, str], None] | None, parallel: int = 1) -> None:
-        self.cells, self.specs, self.notify, self.progress = cells, specs, notify, progress
+        from harness.runner.cells import Cell
+
+        self.cells, self.specs, self.notify, self.progress = [Cell.of(s) for s in specs], specs, notify, progress
         self.parallel = parallel
-        self.records: list[dict[str, Any]] = [{} for _ in cells]
-        self.waiting = list(range(len(cells)))  # neither started nor skipped yet (what the ETA adds up)
+        self.records: list[dict[str, Any]] = [{} for _ in specs]
+        self.waiting = list(range(len(specs)))  # neither started nor skipped yet (what the ETA adds up)
         self.running: dict[int, float] = {}  # cell index -> start time
         self.durations: dict[str, list[float]] = {}
         self.done = self.failed = 0
