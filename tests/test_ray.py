@@ -159,8 +159,8 @@ def test_ctrl_c_leaves_resumable_folders(tmp_path, world, monkeypatch):
     monkeypatch.setenv("GRIDWORLD_SLOW", "0.02")
     out = tmp_path / "ray"
 
-    def interrupt_on_second_step(cell, message):
-        if "step" in message and list(out.glob("optimize-opro-*/steps.jsonl")):
+    def interrupt_on_second_step(event):
+        if "step" in event.text and list(out.glob("optimize-opro-*/steps.jsonl")):
             raise KeyboardInterrupt
 
     settings = GridSettings(preset="smoke", backend="hf")
@@ -184,8 +184,8 @@ def test_sigterm_on_the_driver_stops_like_ctrl_c(tmp_path, world, monkeypatch):
     monkeypatch.setenv("GRIDWORLD_SLOW", "0.02")
     out = tmp_path / "ray"
 
-    def terminate_on_second_step(cell, message):
-        if "step" in message and list(out.glob("optimize-opro-*/steps.jsonl")):
+    def terminate_on_second_step(event):
+        if "step" in event.text and list(out.glob("optimize-opro-*/steps.jsonl")):
             os.kill(os.getpid(), signal.SIGTERM)
 
     settings = GridSettings(preset="smoke", backend="hf")

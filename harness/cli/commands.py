@@ -5,6 +5,7 @@ Thin: each command checks its inputs, builds specs and calls the library (`harne
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,6 +47,7 @@ from harness.cli.options import (
     print_table,
     seed_int,
 )
+from harness.core.context import ProgressEvent
 from harness.core.io import check_writable
 from harness.core.spec import RunSpec, preset_settings
 from harness.core.types import READINGS, ZERO_SHOT_COT
@@ -217,12 +219,14 @@ def optimize_cmd(
     check_cache(cache)
 
     with Display(err, interval=interval) as display:
-        def progress(msg: str) -> None:
-            display.note(msg if msg.startswith(method) else f"{method} {msg}")
+        track = display.tracker(task)
+
+        def progress(e: ProgressEvent) -> None:  # the method's lines named after it
+            named = e.counts or e.text.startswith(method)
+            track(e if named else dataclasses.replace(e, text=f"{method} {e.text}"))
 
         pool = ModelPool(cache=cache, threads=threads, batch_size=batch_size, device=device)
-        summary = run_cell(spec, pool=pool, data=grid.data, optimizer=optimizer, out=results, progress=progress,
-                           eval_progress=display.tracker(task))
+        summary = run_cell(spec, pool=pool, data=grid.data, optimizer=optimizer, out=results, progress=progress)
     table = Table("", "prompt", "dev", "test", title=f"{method} on {task} ({model}, preset {preset}, seed {seed})")
     table.add_row("optimized", summary["prompt"], f"{100 * summary['dev_accuracy']:.1f}", f"{100 * summary['test_accuracy']:.1f}")
     table.add_row("zero-shot CoT", ZERO_SHOT_COT, "", f"{100 * summary['zero_shot_cot_test_accuracy']:.1f}")

@@ -92,7 +92,8 @@ def run_cmd(
     command skips finished cells and resumes unfinished ones from their last completed step."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from harness.runner.cells import Cell, GridSettings, parse_list, parse_seeds, resolve_grid
+    from harness.core.context import ProgressEvent
+    from harness.runner.cells import GridSettings, parse_list, parse_seeds, resolve_grid
     from harness.runner.data import RunData
     from harness.runner.grid import run_grid
     from harness.runner.pool import ModelPool, PoolSettings
@@ -153,8 +154,11 @@ def run_cmd(
                 what = "" if s.cell is None else f"{s.event} {s.cell}: "
                 bar.console.print(f"{what}{info}", highlight=False, markup=False)
 
-        def progress(cell: Cell, msg: str) -> None:
-            bar.console.print(f"[dim]{cell.method} {cell.task} s{cell.seed}[/dim] {escape(msg)}", highlight=False)
+        by_run = {s.run_id: s for s in grid.specs}
+
+        def progress(e: ProgressEvent) -> None:
+            s = by_run[e.run]
+            bar.console.print(f"[dim]{s.method} {s.task} s{s.seed}[/dim] {escape(e.text)}", highlight=False)
 
         records = run_grid(grid, out=results, pool=ModelPool(pool), on_status=on_status, progress=progress,
                            keep_going=keep_going, isolate=isolate, executor=ex)

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import harness.runner.pool  # ModelPool is looked up there on every use, the one place tests replace it
-from harness.core.context import Optimizer
+from harness.core.context import Optimizer, Progress
 from harness.core.methods import make_optimizer
 from harness.core.spec import Override, RunSpec
-from harness.evaluation.evaluate import ProgressFn
 from harness.runner.data import RunData
 from harness.runner.records import RunFolder
 from harness.runner.run import DEFAULT_RESULTS, run_optimize
@@ -52,8 +50,7 @@ def run_cell(
     data_dir: str | Path | None = None,
     optimizer: Optimizer | None = None,
     out: str | Path = DEFAULT_RESULTS,
-    progress: Callable[[str], None] | None = None,
-    eval_progress: ProgressFn | None = None,
+    progress: Progress | None = None,
     placement: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one optimize cell (optimize -> dev -> test) and return its record (summary.json's content).
@@ -82,7 +79,7 @@ def run_cell(
         gradient = pool.gradient_model(spec.model, dtype=spec.dtype) if optimizer.needs.gradients else None
         return run_optimize(
             spec, task_model, optimizer_model=opt_model, gradient_model=gradient, data=data, out=out,
-            progress=progress, optimizer=optimizer, eval_progress=eval_progress,
+            progress=progress, optimizer=optimizer,
             placement=placement or {"executor": "local", "host": socket.gethostname(), "pid": os.getpid()},
         )
     finally:

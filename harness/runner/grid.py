@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import harness.runner.pool  # ModelPool is looked up there on every use, the one place tests replace it
+from harness.core.context import Progress
 from harness.core.io import check_writable
 from harness.core.spec import RunSpec
 from harness.core.types import BenchError
 from harness.runner.cell import run_cell
-from harness.runner.cells import Cell, Grid
+from harness.runner.cells import Grid
 from harness.runner.child import Send, needs_own_process, run_in_child
 from harness.runner.data import RunData
 from harness.runner.progress import Board, GridStatus, PhaseLines
@@ -46,7 +47,7 @@ def run_grid(
     out: str | Path = DEFAULT_RESULTS,
     pool: harness.runner.pool.ModelPool | None = None,
     on_status: Callable[[GridStatus], None] | None = None,
-    progress: Callable[[Cell, str], None] | None = None,
+    progress: Progress | None = None,
     keep_going: bool = False,
     isolate: bool | None = None,
     runner: CellRunner = run_cell,
@@ -55,7 +56,8 @@ def run_grid(
     """Run every cell of `grid` (`harness.runner.cells.resolve_grid`) in its order; return their records in that order.
 
     Finished cells are skipped (read back), unfinished ones resume. `on_status` gets a `GridStatus` on every
-    event, `progress(cell, message)` the method's own messages. A failing cell stops the grid unless
+    event, `progress` each cell's lines (`ProgressEvent.text`, `.run` its run id): the method's own messages and
+    its evaluations' counts made into lines. A failing cell stops the grid unless
     `keep_going` (its record is then `{"run_id", "error"}`); Ctrl-C stops it at once.
 
     `isolate`: run each model's cells in a child process of its own (True), in this process (False), or decide
@@ -100,7 +102,7 @@ def run_grid(
 
 def _run_grid_on(
     executor: RayExecutor, grid: Grid, on_status: Callable[[GridStatus], None] | None,
-    progress: Callable[[Cell, str], None] | None, *, keep_going: bool, out: str | Path,
+    progress: Progress | None, *, keep_going: bool, out: str | Path,
 ) -> list[dict[str, Any]]:
     """`run_grid` on a parallel executor: finished cells are read back, the rest go to the executor at once."""
     specs = grid.specs
@@ -121,15 +123,15 @@ def run_cells(
     runner: CellRunner = run_cell, out: str | Path = DEFAULT_RESULTS,
 ) -> None:
     """Run the specs of `grid` one after another, with its data and optimizers, telling `send` about the k-th:
-    ["start", k], ["say", k, message] (the method's progress), then ["finish", k, record] or, with `keep_going`,
+    ["start", k], ["say", k, line] (its progress: the method's lines and its evaluations' counts as `PhaseLines`
+    makes them), then ["finish", k, record] or, with `keep_going`,
     ["fail", k, error] (without it the error is raised). The same messages go to the grid in this process or
     through a child's pipe."""
     for k, spec in enumerate(grid.specs):
         send(["start", k])
         try:
-            say = lambda msg, k=k: send(["say", k, msg])  # noqa: E731
-            record = runner(spec, pool=pool, data=grid.data, optimizer=grid.optimizers(spec), out=out, progress=say,
-                            eval_progress=PhaseLines(say))
+            lines = PhaseLines(lambda e, k=k: send(["say", k, e.text]))
+            record = runner(spec, pool=pool, data=grid.data, optimizer=grid.optimizers(spec), out=out, progress=lines)
         except Exception as e:  # not KeyboardInterrupt: Ctrl-C always stops the grid
             if not keep_going:
                 raise

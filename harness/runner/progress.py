@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness.core.context import Progress, ProgressEvent
 from harness.runner.child import Send
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class Board:
     many cells an executor runs at once (for the ETA)."""
 
     def __init__(self, specs: Sequence[RunSpec], notify: Callable[[GridStatus], None],
-                 progress: Callable[[Cell, str], None] | None, parallel: int = 1) -> None:
+                 progress: Progress | None, parallel: int = 1) -> None:
         from harness.runner.cells import Cell
 
         self.cells, self.specs, self.notify, self.progress = [Cell.of(s) for s in specs], specs, notify, progress
@@ -101,9 +102,9 @@ class Board:
         def on_message(message: list[Any]) -> None:
             event, k, *rest = message
             i = indices[k]
-            if event == "say":
+            if event == "say":  # a line of the cell's progress (`PhaseLines` made its counts into lines)
                 if self.progress:
-                    self.progress(self.cells[i], rest[0])
+                    self.progress(ProgressEvent(text=rest[0], run=self.specs[i].run_id))
             elif event == "start":
                 if i in self.running:  # started again: its worker died and the cell resumes elsewhere
                     return
@@ -167,21 +168,25 @@ class Phase:
 
 
 class PhaseLines:
-    """An evaluation progress callback `(phase, done, total, tokens)` that turns counts into report lines,
-    one when a phase starts and ends and at most one every `interval` seconds in between."""
+    """A `Progress` that hands lines of text on to `say` and turns counts into report lines: one when a phase
+    starts and ends and at most one every `interval` seconds in between (phases named after `label`)."""
 
-    def __init__(self, say: Callable[[str], None], label: str = "", interval: float = 15.0) -> None:
+    def __init__(self, say: Progress, label: str = "", interval: float = 15.0) -> None:
         self.say, self.label, self.interval = say, label, interval
         self._phases: dict[str, Phase] = {}
         self._last = 0.0
 
-    def __call__(self, phase: str, done: int, total: int, tokens: int = 0) -> None:
-        name = f"{self.label} {phase}".strip()
+    def __call__(self, event: ProgressEvent) -> None:
+        if not event.counts:
+            self.say(event)
+            return
+        name = f"{self.label} {event.phase}".strip()
+        done, total = event.done, event.total
         ph = self._phases.get(name)
         if ph is None or done < ph.done or total != ph.total:
             ph = self._phases[name] = Phase(name, total)
-        ph.done, ph.tokens = done, tokens
+        ph.done, ph.tokens = done, event.tokens
         now = time.perf_counter()
         if done == 0 or done >= total or now - self._last >= self.interval:
             self._last = now
-            self.say(ph.line())
+            self.say(ProgressEvent(text=ph.line(), run=event.run))

@@ -200,12 +200,12 @@ class CellWorker:
         where = self.where()
         if data_dir not in self.data:
             self.data[data_dir] = RunData(data_dir)
-        say = lambda text: messages.put(["say", k, text])  # noqa: E731
+        lines = PhaseLines(lambda e: messages.put(["say", k, e.text]))
         messages.put(["start", k, where])
         try:
             spec_ = RunSpec.from_dict(spec)
-            record = run_cell(spec_, pool=self.pool, data=self.data[data_dir], optimizer=self.optimizers(spec_), out=out, progress=say,
-                              eval_progress=PhaseLines(say), placement=where)
+            record = run_cell(spec_, pool=self.pool, data=self.data[data_dir], optimizer=self.optimizers(spec_), out=out,
+                              progress=lines, placement=where)
         except Exception as e:  # the cell's own failure: reported once, never retried
             return ["fail", k, f"{type(e).__name__}: {e}"]
         return ["finish", k, record]
