@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from harness.backends import resolve_backend
-from harness.cli.export import check_engine, cross_check
+from harness.cli.export import EvalEngine, check_engine, cross_check
 from harness.cli.options import (
     Backend,
     BaseUrl,
@@ -34,12 +34,11 @@ from harness.cli.options import (
     Reading,
     Results,
     Seed,
+    SplitName,
     SplitSeed,
     Threads,
     check_cache,
-    check_dtype,
     check_model,
-    check_reading,
     default_results,
     err,
     friendly,
@@ -87,7 +86,7 @@ def eval_cmd(
     model: Annotated[str, typer.Option(help="Model alias (`bench models`), local folder or hub id.")] = "smollm2-135m",
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks or groups (`bench tasks`).")] = "bbh:navigate",
     prompt: Annotated[str, typer.Option(help="The instruction to evaluate; '' for none.")] = ZERO_SHOT_COT,
-    split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
+    split: Annotated[SplitName, typer.Option(help="train, dev or test.")] = "test",
     limit: Limit = None,
     preset: EvalPreset = None,
     position: Position = None,
@@ -105,7 +104,7 @@ def eval_cmd(
     results: Results = None,  # type: ignore[assignment]  (None: BENCH_RESULTS or bench-results)
     data_dir: DataDir = None,
     engine: Annotated[
-        str, typer.Option(help="harness, or lm-eval: also re-score each run with lm-eval in-process and compare (lmeval extra).")
+        EvalEngine, typer.Option(help="harness, or lm-eval: also re-score each run with lm-eval in-process and compare (lmeval extra).")
     ] = "harness",
 ) -> None:
     """Evaluate one instruction with zero-shot chain of thought on tasks; print a table; write run folders."""
@@ -117,8 +116,6 @@ def eval_cmd(
 
     results = results or default_results()
     interval = progress_seconds()
-    check_reading(reading)
-    check_dtype(dtype)
     backend = resolve_backend(backend)  # recorded as the engine actually used
     check_engine(engine, backend)
     p = preset_settings(preset)
@@ -201,8 +198,6 @@ def optimize_cmd(
 
     results = results or default_results()
     interval = progress_seconds()
-    check_reading(reading)
-    check_dtype(dtype)
     get_task(task)
     settings = GridSettings(
         preset=preset, position=position, max_new_tokens=max_new_tokens, limit=limit, reading=reading, dtype=dtype,

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from harness.cli.options import (
     Backend,
+    BackendName,
     BaseUrl,
     BatchSize,
     BudgetTokens,
@@ -23,6 +24,7 @@ from harness.cli.options import (
     DryRun,
     Dtype,
     Executor,
+    FormatName,
     Isolate,
     LengthPenalty,
     Limit,
@@ -38,9 +40,7 @@ from harness.cli.options import (
     Results,
     Threads,
     check_cache,
-    check_dtype,
     check_model,
-    check_reading,
     default_results,
     err,
     friendly,
@@ -49,8 +49,6 @@ from harness.cli.options import (
 )
 from harness.core.types import BenchError
 
-FORMATS = ("md", "csv", "html")
-EXECUTORS = ("local", "ray")
 REFERENCE_ONLY = ("no-instruction",)  # registered reference prompts that `--methods all` leaves out
 
 
@@ -96,12 +94,9 @@ def run_cmd(
     from harness.runner.cells import GridSettings, parse_list, parse_seeds, resolve_grid
     from harness.runner.data import RunData
     from harness.runner.grid import run_grid
+    from harness.runner.plan import check_rate
     from harness.runner.pool import ModelPool, PoolSettings
     from harness.runner.progress import GridStatus
-
-    if executor not in EXECUTORS:
-        raise BenchError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
-    from harness.runner.plan import check_rate
     from harness.runner.ray_executor import check_ray_address, probe_ray
 
     check_rate(rate)
@@ -109,8 +104,6 @@ def run_cmd(
         ray_address = check_ray_address(ray_address)
 
     results = results or default_results()
-    check_reading(reading)
-    check_dtype(dtype)
     check_cache(cache)
     method_names, model_names, seed_list = _methods(methods), parse_list(models, "model"), parse_seeds(seeds)
     settings = GridSettings(
@@ -168,7 +161,7 @@ def run_cmd(
 @friendly
 def leaderboard_cmd(
     results: Results = None,
-    format: Annotated[str, typer.Option("--format", help="md (README), csv (analysis) or html (a self-contained page).")] = "md",
+    format: Annotated[FormatName, typer.Option("--format", help="md (README), csv (analysis) or html (a self-contained page).")] = "md",
     output: Annotated[Path | None, typer.Option(help="Write here (default: stdout; html: RESULTS/leaderboard.html).")] = None,
     plots: Annotated[Path | None, typer.Option(help="Also save the plots as PNG files in this folder.")] = None,
     data_dir: DataDir = None,
@@ -185,8 +178,6 @@ def leaderboard_cmd(
     from harness.runner.data import RunData
 
     results = results or default_results()
-    if format not in FORMATS:
-        raise BenchError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
     records = load_records(results)
     if not records:
         raise BenchError(f"no finished runs in {results}: run `bench run` first")
@@ -229,7 +220,7 @@ def transfer_cmd(
     cache: Cache = True,
     isolate: Isolate = None,
     backend: Annotated[
-        str | None,
+        BackendName | None,
         typer.Option(help="Decode the transfer evaluations with this backend (hf, vllm, auto) instead of each source run's own."),
     ] = None,
     device: Device = None,
