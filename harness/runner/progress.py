@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.core.context import Progress, ProgressEvent
+from harness.runner.cells import Cell
 from harness.runner.child import Send
 
 if TYPE_CHECKING:
     from harness.core.spec import RunSpec
-    from harness.runner.cells import Cell
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,8 +79,6 @@ class Board:
 
     def __init__(self, specs: Sequence[RunSpec], notify: Callable[[GridStatus], None],
                  progress: Progress | None, parallel: int = 1) -> None:
-        from harness.runner.cells import Cell
-
         self.cells, self.specs, self.notify, self.progress = [Cell.of(s) for s in specs], specs, notify, progress
         self.parallel = parallel
         self.records: list[dict[str, Any]] = [{} for _ in specs]
