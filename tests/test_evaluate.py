@@ -188,7 +188,7 @@ runner = CliRunner()
     [
         (["eval", "--tasks", "bbh:navigat"], "did you mean 'bbh:navigate'"),
         (["eval", "--tasks", "bbh:navigate", "--model", "smollm2-13m"], "did you mean 'smollm2-135m'"),
-        (["eval", "--reading", "vibes"], "unknown reading"),
+        (["eval", "--reading", "vibes"], "'vibes' is not one of 'greedy', 'options', 'fallback'"),
         (["eval", "--backend", "openai"], "needs --base-url"),
     ],
 )

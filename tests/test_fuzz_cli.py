@@ -1,5 +1,5 @@
 """Random option values through `bench run --dry-run` and `bench eval`, with every model load made to raise (as in
-tests/test_bad_input.py): the command exits 0 (a dry run) or 2 with one error line (or click's usage error), never
+tests/badinput.py): the command exits 0 (a dry run) or 2 with one error line (or click's usage error), never
 a traceback, and writes nothing when it refuses. `bench eval` accepting its input shows as a model load (the
 probe's `ModelLoaded`), which is the end of what this test drives."""
 
@@ -11,9 +11,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from badinput import DATA, USAGE_LINES, ModelLoaded, patch_loaders, tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_bad_input import DATA, USAGE_LINES, ModelLoaded, patch_loaders, tree
 from test_properties import NEAR, TEXT
 from typer.testing import CliRunner
 

@@ -257,4 +257,4 @@ def test_missing_lm_eval_is_one_line_naming_the_fix(monkeypatch, tmp_path):
     assert res.exit_code == 2
     assert LMEVAL_FIX in res.output and len(res.output.strip().splitlines()) == 1  # before any model loads
     res = _eval_cli(["--engine", "lmeval", "--limit", "1"], tmp_path)
-    assert res.exit_code == 2 and "unknown engine" in res.output
+    assert res.exit_code == 2 and "'lmeval' is not one of 'harness', 'lm-eval'" in res.output

@@ -162,22 +162,36 @@ def test_method_lists_name_registered_methods(text):
 @given(INPUT)
 @example("smok")
 def test_choice_options(text):
-    """--preset, --reading, --dtype, --backend (BENCH_BACKEND), --engine: a known name or one line that names the
-    value."""
+    """--preset, --reading, --dtype, --backend (BENCH_BACKEND; and the library's own check), --engine, --split: a
+    known name or one line that names the value (the fixed sets are typer choices, refused while parsing)."""
     from harness.backends import BACKENDS, resolve_backend
-    from harness.cli.export import check_engine
-    from harness.cli.options import check_dtype, check_reading
-    from harness.core.spec import DTYPES, PRESETS
+    from harness.core.spec import DTYPES, PRESETS, SPLITS
     from harness.core.types import READINGS
 
-    for fn, known in ((PRESETS.get, PRESETS.names()), (check_reading, READINGS), (check_dtype, DTYPES),
-                      (resolve_backend, BACKENDS), (lambda t: check_engine(t, "hf"), ("harness",))):
-        if text == "lm-eval":  # accepted when the lmeval extra is installed
-            continue
+    for fn, known in ((PRESETS.get, PRESETS.names()), (parsed("reading"), READINGS), (parsed("dtype"), DTYPES),
+                      (parsed("backend"), BACKENDS), (resolve_backend, BACKENDS),
+                      (parsed("engine"), ("harness", "lm-eval")), (parsed("split"), SPLITS)):
         ok, value = outcome(lambda fn=fn: fn(text))
         assert ok == (text in known), (text, value)
         if not ok:
             assert repr(text) in value or text in value
+
+
+def parsed(name: str) -> Callable[[str], Any]:
+    """What `bench eval` makes of a value of its option `name` while parsing: the value, or a BenchError holding
+    click's line (`Invalid value for '--name': ... is not one of ...`)."""
+    from harness.cli import app
+
+    command = typer.main.get_command(app).commands["eval"]
+    param = next(p for p in command.params if p.name == name)
+
+    def parse(text: str) -> Any:
+        try:
+            return param.process_value(command.make_context("eval", [], resilient_parsing=True), text)
+        except typer.BadParameter as e:
+            raise BenchError(e.format_message()) from None
+
+    return parse
 
 
 # ------------------------------------------------------------------------------------------ numbers

@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.core.types import BenchError
-from harness.runner.cells import GridSettings
+from harness.runner.cells import GridSettings, resolve_grid
 from harness.runner.grid import run_grid
-from harness.runner.pool import ModelPool
+from harness.runner.pool import ModelPool, PoolSettings
 from harness.runner.ray_executor import RayExecutor, RaySettings
 
 OPENER = "gridworld:open_task_model"
@@ -52,7 +52,7 @@ def world(tmp_path, monkeypatch):
 
 def local_grid(task: str, out: Path, seeds=(0, 1)) -> list[dict]:
     settings = GridSettings(preset="smoke", backend="hf")
-    return run_grid(METHODS, [task], ["fake-a"], list(seeds), "smoke", settings=settings, out=out,
+    return run_grid(resolve_grid(METHODS, [task], ["fake-a"], list(seeds), settings), out=out,
                     pool=ModelPool(opener=OPENER), isolate=False)
 
 
@@ -88,10 +88,10 @@ def test_two_node_cluster_runs_cells_on_both_nodes(tmp_path, world):
     cluster.wait_for_nodes()
     try:
         ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
-        with RayExecutor(RaySettings(), {"opener": OPENER}) as ex:
+        with RayExecutor(RaySettings(), PoolSettings(opener=OPENER)) as ex:
             assert ex.parallelism(4) == 2
             settings = GridSettings(preset="smoke", backend="hf")
-            records = run_grid(METHODS, [world], ["fake-a"], [0, 1], "smoke", settings=settings, out=tmp_path / "ray",
+            records = run_grid(resolve_grid(METHODS, [world], ["fake-a"], [0, 1], settings), out=tmp_path / "ray",
                                executor=ex)
     finally:
         ray.shutdown()
@@ -123,10 +123,10 @@ def test_killed_workers_are_replaced_and_the_cell_resumes(tmp_path, world, monke
             time.sleep(0.05)
 
     thread = threading.Thread(target=killer, daemon=True)
-    with RayExecutor(RaySettings(max_parallel=1), {"opener": OPENER}, ray_init={"num_cpus": 2}) as ex:
+    with RayExecutor(RaySettings(max_parallel=1), PoolSettings(opener=OPENER), ray_init={"num_cpus": 2}) as ex:
         thread.start()
         try:
-            records = run_grid(["opro"], [world], ["fake-a"], [0], "smoke", settings=GridSettings(preset="smoke", backend="hf"),
+            records = run_grid(resolve_grid(["opro"], [world], ["fake-a"], [0], GridSettings(preset="smoke", backend="hf")),
                                out=out, executor=ex)
         finally:
             stop.set()
@@ -159,20 +159,20 @@ def test_ctrl_c_leaves_resumable_folders(tmp_path, world, monkeypatch):
     monkeypatch.setenv("GRIDWORLD_SLOW", "0.02")
     out = tmp_path / "ray"
 
-    def interrupt_on_second_step(cell, message):
-        if "step" in message and list(out.glob("optimize-opro-*/steps.jsonl")):
+    def interrupt_on_second_step(event):
+        if "step" in event.text and list(out.glob("optimize-opro-*/steps.jsonl")):
             raise KeyboardInterrupt
 
     settings = GridSettings(preset="smoke", backend="hf")
-    with RayExecutor(RaySettings(), {"opener": OPENER}, ray_init={"num_cpus": 2}) as ex:
+    with RayExecutor(RaySettings(), PoolSettings(opener=OPENER), ray_init={"num_cpus": 2}) as ex:
         with pytest.raises(KeyboardInterrupt):
-            run_grid(METHODS, [world], ["fake-a"], [0], "smoke", settings=settings, out=out, executor=ex,
+            run_grid(resolve_grid(METHODS, [world], ["fake-a"], [0], settings), out=out, executor=ex,
                      progress=interrupt_on_second_step)
     partial = next(out.glob("optimize-opro-*"))
     assert (partial / "steps.jsonl").exists() and not (partial / "summary.json").exists()
     monkeypatch.delenv("GRIDWORLD_SLOW")
-    with RayExecutor(RaySettings(), {"opener": OPENER}, ray_init={"num_cpus": 2}) as ex:
-        run_grid(METHODS, [world], ["fake-a"], [0], "smoke", settings=settings, out=out, executor=ex)
+    with RayExecutor(RaySettings(), PoolSettings(opener=OPENER), ray_init={"num_cpus": 2}) as ex:
+        run_grid(resolve_grid(METHODS, [world], ["fake-a"], [0], settings), out=out, executor=ex)
     assert comparable(snapshot(out)) == comparable(snapshot(tmp_path / "local"))
 
 
@@ -184,17 +184,17 @@ def test_sigterm_on_the_driver_stops_like_ctrl_c(tmp_path, world, monkeypatch):
     monkeypatch.setenv("GRIDWORLD_SLOW", "0.02")
     out = tmp_path / "ray"
 
-    def terminate_on_second_step(cell, message):
-        if "step" in message and list(out.glob("optimize-opro-*/steps.jsonl")):
+    def terminate_on_second_step(event):
+        if "step" in event.text and list(out.glob("optimize-opro-*/steps.jsonl")):
             os.kill(os.getpid(), signal.SIGTERM)
 
     settings = GridSettings(preset="smoke", backend="hf")
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        with RayExecutor(RaySettings(), {"opener": OPENER}, ray_init={"num_cpus": 2}) as ex:
+        with RayExecutor(RaySettings(), PoolSettings(opener=OPENER), ray_init={"num_cpus": 2}) as ex:
             assert signal.getsignal(signal.SIGTERM) is _terminate
             with pytest.raises(Terminated):
-                run_grid(METHODS, [world], ["fake-a"], [0], "smoke", settings=settings, out=out, executor=ex,
+                run_grid(resolve_grid(METHODS, [world], ["fake-a"], [0], settings), out=out, executor=ex,
                          progress=terminate_on_second_step)
     finally:
         signal.signal(signal.SIGTERM, previous)

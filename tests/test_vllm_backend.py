@@ -204,9 +204,8 @@ def test_greater_decodes_with_vllm_and_takes_gradients_with_hf(tmp_path, data_di
     from harness.backends.hf import HFGenerator
     from harness.backends.vllm import VLLMGenerator
     from harness.runner.cell import run_cell
-    from harness.runner.cells import Cell, GridSettings
+    from harness.runner.cells import GridSettings, resolve_grid
     from harness.runner.data import RunData
-    from harness.runner.grid import grid_specs
     from harness.runner.pool import ModelPool
 
     calls = {"vllm": 0, "hf": 0}
@@ -217,7 +216,7 @@ def test_greater_decodes_with_vllm_and_takes_gradients_with_hf(tmp_path, data_di
 
         monkeypatch.setattr(cls, "generate", counting)
     settings = GridSettings(preset="smoke", backend="vllm", limit=2)
-    (spec,) = grid_specs([Cell(method="greater", task="bbh:navigate", model=MODEL, seed=0)], settings, RunData(data_dir))
+    (spec,) = resolve_grid(["greater"], ["bbh:navigate"], [MODEL], [0], settings, data=RunData(data_dir)).specs
     record = run_cell(spec, pool=ModelPool(cache=False), data_dir=data_dir, out=tmp_path)
     assert spec.backend == "vllm" and record["generator"].startswith("vllm:")
     assert calls["vllm"] > 0 and calls["hf"] == 0

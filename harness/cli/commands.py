@@ -5,6 +5,7 @@ Thin: each command checks its inputs, builds specs and calls the library (`harne
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ import typer
 from rich.table import Table
 
 from harness.backends import resolve_backend
-from harness.cli.export import check_engine, cross_check
+from harness.cli.export import EvalEngine, check_engine, cross_check
 from harness.cli.options import (
     Backend,
     BaseUrl,
@@ -33,12 +34,11 @@ from harness.cli.options import (
     Reading,
     Results,
     Seed,
+    SplitName,
     SplitSeed,
     Threads,
     check_cache,
-    check_dtype,
     check_model,
-    check_reading,
     default_results,
     err,
     friendly,
@@ -46,6 +46,7 @@ from harness.cli.options import (
     print_table,
     seed_int,
 )
+from harness.core.context import ProgressEvent
 from harness.core.io import check_writable
 from harness.core.spec import RunSpec, preset_settings
 from harness.core.types import READINGS, ZERO_SHOT_COT
@@ -85,7 +86,7 @@ def eval_cmd(
     model: Annotated[str, typer.Option(help="Model alias (`bench models`), local folder or hub id.")] = "smollm2-135m",
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks or groups (`bench tasks`).")] = "bbh:navigate",
     prompt: Annotated[str, typer.Option(help="The instruction to evaluate; '' for none.")] = ZERO_SHOT_COT,
-    split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
+    split: Annotated[SplitName, typer.Option(help="train, dev or test.")] = "test",
     limit: Limit = None,
     preset: EvalPreset = None,
     position: Position = None,
@@ -103,7 +104,7 @@ def eval_cmd(
     results: Results = None,  # type: ignore[assignment]  (None: BENCH_RESULTS or bench-results)
     data_dir: DataDir = None,
     engine: Annotated[
-        str, typer.Option(help="harness, or lm-eval: also re-score each run with lm-eval in-process and compare (lmeval extra).")
+        EvalEngine, typer.Option(help="harness, or lm-eval: also re-score each run with lm-eval in-process and compare (lmeval extra).")
     ] = "harness",
 ) -> None:
     """Evaluate one instruction with zero-shot chain of thought on tasks; print a table; write run folders."""
@@ -115,8 +116,6 @@ def eval_cmd(
 
     results = results or default_results()
     interval = progress_seconds()
-    check_reading(reading)
-    check_dtype(dtype)
     backend = resolve_backend(backend)  # recorded as the engine actually used
     check_engine(engine, backend)
     p = preset_settings(preset)
@@ -191,38 +190,38 @@ def optimize_cmd(
     The same cell as `bench run` builds for these options: both commands reuse each other's run folders.
     """
     from harness.cli.display import Display, progress_seconds
-    from harness.runner.cell import cell_optimizer, run_cell
-    from harness.runner.cells import Cell, GridSettings
+    from harness.runner.cell import run_cell
+    from harness.runner.cells import GridSettings, resolve_grid
     from harness.runner.data import RunData
-    from harness.runner.grid import grid_specs
     from harness.runner.pool import ModelPool
     from tasks import get_task
 
     results = results or default_results()
     interval = progress_seconds()
-    check_reading(reading)
-    check_dtype(dtype)
     get_task(task)
     settings = GridSettings(
         preset=preset, position=position, max_new_tokens=max_new_tokens, limit=limit, reading=reading, dtype=dtype,
         budget_tokens=budget_tokens, length_penalty=length_penalty, optimizer_model=optimizer_model, optimizer_backend=optimizer_backend,
         base_url=base_url, backend=backend,
     )
-    data = RunData(data_dir)
-    (spec,) = grid_specs([Cell(method=method, task=task, model=model, seed=seed)], settings, data)  # checked first
+    grid = resolve_grid([method], [task], [model], [seed], settings, data=RunData(data_dir))  # checked first
+    (spec,) = grid.specs
+    optimizer = grid.optimizers(spec)  # the one built while resolving
     check_model(model, spec.backend, base_url)
-    if spec.optimizer is not None and cell_optimizer(spec).needs.optimizer_llm:  # opened only then (run_cell)
+    if spec.optimizer is not None and optimizer.needs.optimizer_llm:  # opened only then (run_cell)
         check_model(spec.optimizer.model, spec.optimizer.backend or spec.backend, spec.optimizer.base_url)
     check_writable(results)
     check_cache(cache)
 
     with Display(err, interval=interval) as display:
-        def progress(msg: str) -> None:
-            display.note(msg if msg.startswith(method) else f"{method} {msg}")
+        track = display.tracker(task)
+
+        def progress(e: ProgressEvent) -> None:  # the method's lines named after it
+            named = e.counts or e.text.startswith(method)
+            track(e if named else dataclasses.replace(e, text=f"{method} {e.text}"))
 
         pool = ModelPool(cache=cache, threads=threads, batch_size=batch_size, device=device)
-        summary = run_cell(spec, pool=pool, data_dir=data_dir, out=results, progress=progress,
-                           eval_progress=display.tracker(task))
+        summary = run_cell(spec, pool=pool, data=grid.data, optimizer=optimizer, out=results, progress=progress)
     table = Table("", "prompt", "dev", "test", title=f"{method} on {task} ({model}, preset {preset}, seed {seed})")
     table.add_row("optimized", summary["prompt"], f"{100 * summary['dev_accuracy']:.1f}", f"{100 * summary['test_accuracy']:.1f}")
     table.add_row("zero-shot CoT", ZERO_SHOT_COT, "", f"{100 * summary['zero_shot_cot_test_accuracy']:.1f}")

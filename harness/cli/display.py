@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
+from harness.core.context import Progress, ProgressEvent
 from harness.core.env import env_number
 from harness.runner.progress import Phase, PhaseLines
 
@@ -26,8 +27,8 @@ def progress_seconds(environ: Mapping[str, str] | None = None) -> float:
 
 
 class Display:
-    """`with Display(console) as d:` then `d.tracker(label)` as an evaluation's progress callback and
-    `d.note(text)` for a method's own messages."""
+    """`with Display(console) as d:` then `d.tracker(label)` as the progress callback of an evaluation or a run
+    (its counts as bars or lines, its lines of text as notes), and `d.note(text)` for a line of one's own."""
 
     def __init__(self, console: Console, *, interval: float | None = None, live: bool | None = None) -> None:
         self.console = console
@@ -55,13 +56,16 @@ class Display:
     def note(self, text: str) -> None:
         (self._bar.console if self._bar is not None else self.console).print(text, highlight=False, markup=False)
 
-    def tracker(self, label: str) -> Any:
-        """A progress callback `(phase, done, total, tokens=0)` for `harness.evaluation.evaluate.evaluate`."""
+    def tracker(self, label: str) -> Progress:
+        """A `Progress` for `evaluate`, `run_eval` or `run_cell`: counts of phases named after `label`, lines noted."""
         if self._bar is None:
-            return PhaseLines(self.note, label, self.interval)
+            return PhaseLines(lambda e: self.note(e.text), label, self.interval)
 
-        def tick(phase: str, done: int, total: int, tokens: int = 0) -> None:
-            self._update(f"{label} {phase}", done, total, tokens)
+        def tick(e: ProgressEvent) -> None:
+            if e.counts:
+                self._update(f"{label} {e.phase}", e.done, e.total, e.tokens)
+            else:
+                self.note(e.text)
 
         return tick
 

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from harness.cli.options import (
     Backend,
+    BackendName,
     BaseUrl,
     BatchSize,
     BudgetTokens,
@@ -23,6 +24,7 @@ from harness.cli.options import (
     DryRun,
     Dtype,
     Executor,
+    FormatName,
     Isolate,
     LengthPenalty,
     Limit,
@@ -38,9 +40,7 @@ from harness.cli.options import (
     Results,
     Threads,
     check_cache,
-    check_dtype,
     check_model,
-    check_reading,
     default_results,
     err,
     friendly,
@@ -49,8 +49,6 @@ from harness.cli.options import (
 )
 from harness.core.types import BenchError
 
-FORMATS = ("md", "csv", "html")
-EXECUTORS = ("local", "ray")
 REFERENCE_ONLY = ("no-instruction",)  # registered reference prompts that `--methods all` leaves out
 
 
@@ -92,14 +90,13 @@ def run_cmd(
     command skips finished cells and resumes unfinished ones from their last completed step."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from harness.runner.cells import Cell, GridSettings, parse_list, parse_seeds
+    from harness.core.context import ProgressEvent
+    from harness.runner.cells import GridSettings, parse_list, parse_seeds, resolve_grid
+    from harness.runner.data import RunData
     from harness.runner.grid import run_grid
-    from harness.runner.pool import ModelPool
-    from harness.runner.progress import GridStatus
-
-    if executor not in EXECUTORS:
-        raise BenchError(f"unknown executor {executor!r}: use one of {', '.join(EXECUTORS)}")
     from harness.runner.plan import check_rate
+    from harness.runner.pool import ModelPool, PoolSettings
+    from harness.runner.progress import GridStatus
     from harness.runner.ray_executor import check_ray_address, probe_ray
 
     check_rate(rate)
@@ -107,8 +104,6 @@ def run_cmd(
         ray_address = check_ray_address(ray_address)
 
     results = results or default_results()
-    check_reading(reading)
-    check_dtype(dtype)
     check_cache(cache)
     method_names, model_names, seed_list = _methods(methods), parse_list(models, "model"), parse_seeds(seeds)
     settings = GridSettings(
@@ -119,17 +114,13 @@ def run_cmd(
     from harness.runner.ray_executor import RaySettings
 
     ray_settings = RaySettings(address=ray_address, cell_cpus=cell_cpus, cell_gpus=cell_gpus, max_parallel=max_parallel)
+    # the options resolved once: every cell's spec, its data rows and methods checked before any model loads
+    grid = resolve_grid(method_names, tasks, model_names, seed_list, settings, data=RunData(data_dir))
     if dry_run:
-        _dry_run(method_names, tasks, model_names, seed_list, settings, results, data_dir, executor, ray_settings, rate)
+        _dry_run(grid, settings, results, executor, ray_settings, rate)
         return
-    # every input checked before the progress display starts or any model loads
     from harness.core.io import check_writable
-    from harness.runner.cells import make_cells
-    from harness.runner.data import RunData
-    from harness.runner.grid import grid_specs
-    from tasks import expand_tasks
 
-    grid_specs(make_cells(method_names, expand_tasks(tasks), model_names, seed_list), settings, RunData(data_dir))
     for model in model_names:
         check_model(model, settings.backend)
     if executor == "ray":  # before the progress display starts
@@ -138,10 +129,9 @@ def run_cmd(
         probe_ray(ray_address)
         lock_folder()
     check_writable(results)
-    pool = ModelPool(cache=cache, threads=threads, batch_size=batch_size, device=device)
-    pool_settings = {"cache": cache, "batch_size": batch_size, "device": device}
+    pool = PoolSettings(cache=cache, threads=threads, batch_size=batch_size, device=device)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
-    with Progress(*columns, console=err, transient=False) as bar, _executor(executor, ray_settings, pool_settings) as ex:
+    with Progress(*columns, console=err, transient=False) as bar, _executor(executor, ray_settings, pool) as ex:
         job = bar.add_task("cells", total=None, info="")
         live = err.is_terminal
 
@@ -157,21 +147,21 @@ def run_cmd(
                 what = "" if s.cell is None else f"{s.event} {s.cell}: "
                 bar.console.print(f"{what}{info}", highlight=False, markup=False)
 
-        def progress(cell: Cell, msg: str) -> None:
-            bar.console.print(f"[dim]{cell.method} {cell.task} s{cell.seed}[/dim] {escape(msg)}", highlight=False)
+        by_run = {s.run_id: s for s in grid.specs}
 
-        records = run_grid(
-            method_names, tasks, model_names, seed_list, preset, settings=settings,
-            data_dir=data_dir, out=results, pool=pool, on_status=on_status, progress=progress, keep_going=keep_going,
-            isolate=isolate, executor=ex,
-        )
+        def progress(e: ProgressEvent) -> None:
+            s = by_run[e.run]
+            bar.console.print(f"[dim]{s.method} {s.task} s{s.seed}[/dim] {escape(e.text)}", highlight=False)
+
+        records = run_grid(grid, out=results, pool=ModelPool(pool), on_status=on_status, progress=progress,
+                           keep_going=keep_going, isolate=isolate, executor=ex)
     _print_records(out, records)
     out.print(f"run folders in {results}; the table: bench leaderboard --results {results}")
 
 @friendly
 def leaderboard_cmd(
     results: Results = None,
-    format: Annotated[str, typer.Option("--format", help="md (README), csv (analysis) or html (a self-contained page).")] = "md",
+    format: Annotated[FormatName, typer.Option("--format", help="md (README), csv (analysis) or html (a self-contained page).")] = "md",
     output: Annotated[Path | None, typer.Option(help="Write here (default: stdout; html: RESULTS/leaderboard.html).")] = None,
     plots: Annotated[Path | None, typer.Option(help="Also save the plots as PNG files in this folder.")] = None,
     data_dir: DataDir = None,
@@ -188,8 +178,6 @@ def leaderboard_cmd(
     from harness.runner.data import RunData
 
     results = results or default_results()
-    if format not in FORMATS:
-        raise BenchError(f"unknown format {format!r}: use one of {', '.join(FORMATS)}")
     records = load_records(results)
     if not records:
         raise BenchError(f"no finished runs in {results}: run `bench run` first")
@@ -232,7 +220,7 @@ def transfer_cmd(
     cache: Cache = True,
     isolate: Isolate = None,
     backend: Annotated[
-        str | None,
+        BackendName | None,
         typer.Option(help="Decode the transfer evaluations with this backend (hf, vllm, auto) instead of each source run's own."),
     ] = None,
     device: Device = None,
@@ -274,41 +262,35 @@ def transfer_cmd(
 
 
 @contextmanager
-def _executor(name: str, settings: Any, pool_settings: dict[str, Any]) -> Iterator[Any]:
-    """None for the local executor; a started `RayExecutor` (shut down afterwards) for ray."""
+def _executor(name: str, settings: Any, pool: Any) -> Iterator[Any]:
+    """None for the local executor; a started `RayExecutor` (shut down afterwards, its workers' pools as `pool`
+    says, with `--cell-cpus` threads) for ray."""
     if name == "local":
         yield None
         return
     from harness.runner.ray_executor import RayExecutor
 
-    with RayExecutor(settings, pool_settings) as ex:
+    with RayExecutor(settings, pool) as ex:
         yield ex
 
 
-def _dry_run(methods: list[str], tasks: str, models: list[str], seeds: list[int], settings: Any, results: Path,
-             data_dir: Path | None, executor: str, ray_settings: Any, rate: float | None) -> None:
+def _dry_run(grid: Any, settings: Any, results: Path, executor: str, ray_settings: Any, rate: float | None) -> None:
     """Print the grid's cells with their status and estimated cost; run nothing, load no model."""
     import os
 
     from rich.table import Table
 
     from harness.reports.render import count, seconds
-    from harness.runner.cells import make_cells
-    from harness.runner.data import RunData
-    from harness.runner.grid import grid_specs
     from harness.runner.plan import make_plan
-    from tasks import expand_tasks
 
-    task_names = expand_tasks(tasks)
-    data = RunData(data_dir)
-    specs = grid_specs(make_cells(methods, task_names, models, seeds), settings, data)
+    specs, data = list(grid.specs), grid.data
     if executor == "ray":
         per_cell = ray_settings.cell_cpus or 1
         parallel = ray_settings.max_parallel or max(1, (os.cpu_count() or 1) // per_cell)
     else:
         parallel = 1
     rows = {t: len(data.optimize_splits(t).dev) + 2 * len(data.optimize_splits(t).test[: settings.limit or None])
-            for t in task_names}
+            for t in dict.fromkeys(s.task for s in specs)}
     plan = make_plan(specs, results, parallel=parallel, rate=rate, eval_rows=rows)
     table = Table(title=f"bench run --dry-run: {len(specs)} cells in {results}")
     for name in ("method", "task", "model"):

@@ -1,7 +1,10 @@
 """What every `bench` command shares: the consoles, the one-line error wrapper and the common options.
 
 Defaults and help texts of run-wide settings are read from their one home, `harness.core.spec` (presets),
-so `--help` cannot drift from what a run does.
+so `--help` cannot drift from what a run does. An option with a fixed set of values is typed as a `Literal` of
+the tuple that names them where they are used (`DTYPES`, `READINGS`, `BACKENDS`, ...): typer turns it into a
+choice, lists the values in `--help`, and refuses anything else while parsing with click's usage error
+naming the option and its values.
 """
 
 from __future__ import annotations
@@ -10,15 +13,16 @@ import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from harness.backends import BACKENDS
 from harness.core.env import env_path, env_secret
 from harness.core.records import DEFAULT_RESULTS  # bench-results: the user's runs, apart from results/ (README)
-from harness.core.spec import DTYPES, PRESETS, preset_help
+from harness.core.spec import DTYPES, ENGINES, PRESETS, SPLITS, preset_help
 from harness.core.types import READINGS, BenchError, PromptPosition
 
 out = Console()
@@ -153,16 +157,6 @@ def check_model(model: str, backend: str, base_url: str | None = None) -> None:
         resolve_model(model)
 
 
-def check_reading(reading: str | None) -> None:
-    if reading is not None and reading not in READINGS:
-        raise BenchError(f"unknown reading {reading!r}: use one of {', '.join(READINGS)}")
-
-
-def check_dtype(dtype: str) -> None:
-    if dtype not in DTYPES:
-        raise BenchError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
-
-
 def seed_int(value: Any) -> int:
     """An integer in ASCII digits (click's INT is `int()`, which also reads '٣' as 3 and '1_0' as 10). A sign is
     read, so a negative seed gets the run spec's own message."""
@@ -177,8 +171,17 @@ def seed_int(value: Any) -> int:
 
 _PRESETS = ", ".join(PRESETS.names())
 
+# The fixed sets of values, as typer choices (a Literal of a tuple is a Literal of its items).
+BackendName = Literal[BACKENDS]  # type: ignore[valid-type]
+EngineName = Literal[ENGINES]  # type: ignore[valid-type]  (a resolved backend: no auto)
+DtypeName = Literal[DTYPES]  # type: ignore[valid-type]
+ReadingName = Literal[READINGS]  # type: ignore[valid-type]
+SplitName = Literal[SPLITS]  # type: ignore[valid-type]
+ExecutorName = Literal["local", "ray"]
+FormatName = Literal["md", "csv", "html"]
+
 Backend = Annotated[
-    str,
+    BackendName,
     typer.Option(
         envvar="BENCH_BACKEND",
         help="Decoding engine: hf, vllm, openai (with --base-url) or auto (vllm when installed, else hf). "
@@ -223,10 +226,10 @@ MaxNewTokens = Annotated[
     typer.Option(min=1, help=f"Reasoning length of the evaluations (default: the preset's: {preset_help('max_new_tokens', none=True)})."),
 ]
 Reading = Annotated[
-    str | None,
+    ReadingName | None,
     typer.Option(help="Primary answer reading: greedy, options or fallback (default: options for closed answer sets, else greedy)."),
 ]
-Dtype = Annotated[str, typer.Option(help=f"Weights dtype: {', '.join(DTYPES)} (hf and vllm backends).")]
+Dtype = Annotated[DtypeName, typer.Option(help=f"Weights dtype: {', '.join(DTYPES)} (hf and vllm backends).")]
 Cache = Annotated[bool, typer.Option("--cache/--no-cache", help="Use the shared response cache.")]
 Limit = Annotated[int | None, typer.Option(min=1, help="Score only the first N rows of the split (optimize: of the test split).")]
 LengthPenalty = Annotated[float, typer.Option(
@@ -235,7 +238,7 @@ LengthPenalty = Annotated[float, typer.Option(
 BudgetTokens = Annotated[int | None, typer.Option("--budget", help="Common budget per cell: task-model tokens (in + out).")]
 OptimizerModel = Annotated[str | None, typer.Option(help="Optimizer LLM of text-based methods (default: the task model).")]
 OptimizerBackend = Annotated[
-    str | None, typer.Option(help="Backend of the optimizer LLM: hf, vllm, or openai with --base-url (default: the task model's).")
+    EngineName | None, typer.Option(help="Backend of the optimizer LLM: hf, vllm, or openai with --base-url (default: the task model's).")
 ]
 BaseUrl = Annotated[str | None, typer.Option(help="URL of an OpenAI-compatible server (backend openai).")]
 Isolate = Annotated[
@@ -246,7 +249,7 @@ Isolate = Annotated[
 
 # bench run's executor (issue 14): local, or Ray on one machine or a cluster
 Executor = Annotated[
-    str,
+    ExecutorName,
     typer.Option(help="local (one cell at a time, in this process or a child per model) or ray (cells in parallel "
                  "on a Ray cluster or a local Ray instance)."),
 ]

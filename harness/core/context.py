@@ -1,5 +1,5 @@
 """The `Optimizer` protocol and what every optimizer is handed (`OptimizeContext`): the shared cost meter, scoring,
-and checkpoints.
+and checkpoints; and the one progress callback type of the harness (`Progress`, handed `ProgressEvent`s).
 
 An optimizer touches nothing but its `ctx`: the task model it scores prompts with, the optimizer LLM it
 asks for new prompts, the gradient model (GReaTer), the budget and cost meter, a seeded RNG and the step
@@ -34,6 +34,32 @@ from harness.core.types import (
     PromptPosition,
     Task,
 )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgressEvent:
+    """One progress report, all a progress callback (`Progress`) is handed: a line of text (`text`: a method's
+    own message, or a line a display made of counts), or the counts of a phase of work (`phase`: `done` of
+    `total` examples, `tokens` generated so far). `run` is the id of the run whose work it is, set by whoever
+    runs several (the grid)."""
+
+    text: str = ""
+    phase: str = ""
+    done: int = 0
+    total: int = 0
+    tokens: int = 0
+    run: str = ""
+
+    @property
+    def counts(self) -> bool:
+        return not self.text
+
+
+Progress = Callable[[ProgressEvent], None]  # every progress callback: evaluate, run_eval, run_optimize, run_cell, the grid
+
+
+def no_progress(_event: ProgressEvent) -> None:
+    """A `Progress` that shows nothing."""
 
 
 class Scorer(Protocol):

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from harness.core.context import Progress, ProgressEvent, no_progress
 from harness.core.spec import NO_PRESET
 from harness.core.types import READINGS, ChatPrompt, Example, Generator, GenParams, PromptPosition, Task
-
-ProgressFn = Callable[[str, int, int, int], None]  # (phase, examples done, total, completion tokens so far)
 
 
 def build_prompt(example: Example, instruction: str | None, position: PromptPosition | str) -> ChatPrompt:
@@ -108,16 +107,16 @@ def bootstrap_ci(correct: Sequence[bool], *, resamples: int = 2000, seed: int = 
     return float(lo), float(hi)
 
 
-def _generate(generator: Generator, prompts: list, params: GenParams, tick: ProgressFn, phase: str, chunk: int = 32) -> list:
+def _generate(generator: Generator, prompts: list, params: GenParams, tick: Progress, phase: str, chunk: int = 32) -> list:
     """Generate in chunks of a few backend batches, so a progress display can follow long work."""
     out: list = []
     tokens = 0
-    tick(phase, 0, len(prompts), 0)
+    tick(ProgressEvent(phase=phase, done=0, total=len(prompts)))
     for start in range(0, len(prompts), chunk):
         got = generator.generate(prompts[start : start + chunk], params)
         out.extend(got)
         tokens += sum(s.num_tokens for g in got for s in g.samples)
-        tick(phase, len(out), len(prompts), tokens)
+        tick(ProgressEvent(phase=phase, done=len(out), total=len(prompts), tokens=tokens))
     return out
 
 
@@ -150,15 +149,16 @@ def evaluate(
     max_new_tokens: int = NO_PRESET.max_new_tokens,
     primary: str | None = None,
     seed: int = 0,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
 ) -> EvalResult:
-    """Score one instruction on `examples`. Generation is batched through `generator` (and its cache)."""
+    """Score one instruction on `examples`. Generation is batched through `generator` (and its cache); `progress`
+    gets the counts of each phase (reasoning, answers, option scores)."""
     if primary is not None and primary not in READINGS:
         raise ValueError(f"unknown reading {primary!r}: use one of {', '.join(READINGS)}")
     t0 = time.perf_counter()
     notes: list[str] = []
     prompts = [build_prompt(ex, instruction, position) for ex in examples]
-    tick = progress or (lambda *_: None)
+    tick = progress or no_progress
 
     reasoning = _generate(generator, prompts, GenParams(temperature=0.0, max_tokens=max_new_tokens, seed=seed), tick, "reasoning")
     contexts = [with_extractor(p, g.text, task.extractor(ex)) for p, g, ex in zip(prompts, reasoning, examples)]
@@ -169,7 +169,7 @@ def evaluate(
     option_scores: list[list[float]] | None = None
     if task.answer_format.closed:
         requests = [(c, o) for c, ex in zip(contexts, examples) for o in task.options_for(ex)]
-        tick("option scores", 0, len(prompts), 0)
+        tick(ProgressEvent(phase="option scores", done=0, total=len(prompts)))
         try:
             flat = generator.loglikelihood(requests)
         except NotImplementedError as e:
@@ -180,7 +180,7 @@ def evaluate(
                 m = len(task.options_for(ex))
                 option_scores.append(flat[k : k + m])
                 k += m
-        tick("option scores", len(prompts), len(prompts), 0)
+        tick(ProgressEvent(phase="option scores", done=len(prompts), total=len(prompts)))
 
     records, per_reading = [], {r: ([], [], []) for r in READINGS}
     for i, ex in enumerate(examples):

@@ -1,14 +1,17 @@
-"""The cells of a grid: what every cell shares (`GridSettings`), one (method, task, model, seed) `Cell`, and the
-order cells run in. Below both the grid (`harness.runner.grid`) and its progress display (`harness.runner.progress`).
+"""The cells of a grid: what every cell shares (`GridSettings`), one (method, task, model, seed) `Cell`, the
+order cells run in, and `resolve_grid`, the one place a grid's options become its specs (a `Grid`). Below both
+the grid (`harness.runner.grid`) and its progress display (`harness.runner.progress`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.core.spec import MAX_SEED, PRESETS, OptimizerEndpoint, Override, RunSpec
 from harness.core.types import BenchError, Budget, PromptPosition
+from harness.runner.cell import Optimizers
+from harness.runner.data import RunData
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +73,11 @@ class Cell:
             optimizer=s.endpoint(self.model), overrides=s.overrides, length_penalty=s.length_penalty,
         )
 
+    @classmethod
+    def of(cls, spec: RunSpec) -> Cell:
+        """The cell an optimize spec runs."""
+        return cls(method=spec.method, task=spec.task, model=spec.model, seed=spec.seed)
+
     def __str__(self) -> str:
         return f"{self.method} / {self.task} / {self.model} / seed {self.seed}"
 
@@ -78,6 +86,50 @@ def make_cells(methods: Sequence[str], tasks: Sequence[str], models: Sequence[st
     """All cells, model by model (each model loads once), then seed by seed (a complete first seed comes
     first), then task, then method."""
     return [Cell(method=me, task=t, model=mo, seed=s) for mo in models for s in seeds for t in tasks for me in methods]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Grid:
+    """A grid resolved once from its options (`resolve_grid`): every cell's spec in run order, the rows the specs
+    were made from (`data`: loaded and hashed once per task) and the methods' optimizers (`optimizers`: each
+    configured once). Everything after resolution (`run_grid`, the dry run, `bench optimize`) takes this; another
+    process (a child per model, a Ray worker) is handed the specs alone and loads its own data once."""
+
+    specs: tuple[RunSpec, ...]
+    data: RunData = field(default_factory=RunData)
+    optimizers: Optimizers = field(default_factory=Optimizers)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "specs", tuple(self.specs))
+
+    @property
+    def cells(self) -> list[Cell]:
+        return [Cell.of(s) for s in self.specs]
+
+    def subset(self, indices: Sequence[int]) -> Grid:
+        """The specs `indices`, sharing this grid's data and optimizers."""
+        return Grid(specs=tuple(self.specs[i] for i in indices), data=self.data, optimizers=self.optimizers)
+
+
+def resolve_grid(
+    methods: Sequence[str], tasks: Sequence[str] | str, models: Sequence[str], seeds: Sequence[int],
+    settings: GridSettings | None = None, *, data: RunData | None = None,
+) -> Grid:
+    """A grid's options -> its `Grid`, with every input checked before any model loads: task names (groups
+    expanded), method names, presets and overrides (each method configured once), and the data rows (loaded
+    and hashed once per task). Cells come in `make_cells` order."""
+    from tasks import expand_tasks
+
+    settings = settings or GridSettings()
+    if not methods or not models or not seeds:
+        raise BenchError("a grid needs at least one method, one model and one seed")
+    cells = make_cells(list(methods), expand_tasks(tasks), list(models), [int(s) for s in seeds])
+    data = data or RunData()
+    optimizers = Optimizers()
+    for method in dict.fromkeys(c.method for c in cells):
+        optimizers.build(method, settings.preset, settings.overrides)
+    prints = {t: data.optimize_fingerprint(t, settings.limit) for t in dict.fromkeys(c.task for c in cells)}
+    return Grid(specs=tuple(c.spec(settings, prints[c.task]) for c in cells), data=data, optimizers=optimizers)
 
 
 MAX_SEEDS = 1000  # seeds in one list: a grid of more cells than this is a typo (0-100000000000), not a plan

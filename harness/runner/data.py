@@ -1,8 +1,9 @@
 """The rows a run reads, loaded and checked before any model loads, and their fingerprints for the spec.
 
 `RunData` loads each (task, split seed) once per command from the data folder (or the hub), checks that the
-splits a run needs are not empty, and gives the `data_fingerprint` that goes into every `RunSpec`: a run id
-depends on the rows' content, so an edited data file makes a new run instead of returning an old result.
+splits a run needs are not empty, and gives the `data_fingerprint` that goes into every `RunSpec` (each set of
+rows hashed once per `RunData`, so a command makes one and passes it down): a run id depends on the rows'
+content, so an edited data file makes a new run instead of returning an old result.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class RunData:
     def __init__(self, data_dir: str | Path | None = None) -> None:
         self.data_dir = data_dir
         self._splits: dict[tuple[str, int | None], Splits] = {}
+        self._prints: dict[tuple[str, str | None, int | None, int | None], str] = {}  # each set of rows hashed once
 
     def task(self, name: str) -> Task:
         from tasks import get_task
@@ -42,7 +44,10 @@ class RunData:
         return rows
 
     def eval_fingerprint(self, task: str, split: str, limit: int | None = None, split_seed: int | None = None) -> str:
-        return data_fingerprint(self.eval_rows(task, split, limit, split_seed), self.task(task).reading_key)
+        key = (task, split, limit, split_seed)
+        if key not in self._prints:
+            self._prints[key] = data_fingerprint(self.eval_rows(task, split, limit, split_seed), self.task(task).reading_key)
+        return self._prints[key]
 
     # ------------------------------------------------------------------ optimize runs
     def optimize_splits(self, task: str, split_seed: int | None = None) -> Splits:
@@ -53,8 +58,11 @@ class RunData:
         return splits
 
     def optimize_fingerprint(self, task: str, limit: int | None = None, split_seed: int | None = None) -> str:
-        s = self.optimize_splits(task, split_seed)
-        return data_fingerprint([*s.train, *s.dev, *_first(s.test, limit)], self.task(task).reading_key)
+        key = (task, None, limit, split_seed)
+        if key not in self._prints:
+            s = self.optimize_splits(task, split_seed)
+            self._prints[key] = data_fingerprint([*s.train, *s.dev, *_first(s.test, limit)], self.task(task).reading_key)
+        return self._prints[key]
 
     # ------------------------------------------------------------------ a spec's rows
     def fingerprint_of(self, spec: RunSpec) -> str:

@@ -15,18 +15,17 @@ therefore loses at most the step in progress.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import harness.runner.pool  # ModelPool is looked up there on every use, the one place tests replace it
+from harness.core.context import Progress
 from harness.core.io import check_writable
-from harness.core.methods import make_optimizer
 from harness.core.spec import RunSpec
 from harness.core.types import BenchError
 from harness.runner.cell import run_cell
-from harness.runner.cells import Cell, GridSettings, make_cells
+from harness.runner.cells import Grid
 from harness.runner.child import Send, needs_own_process, run_in_child
 from harness.runner.data import RunData
 from harness.runner.progress import Board, GridStatus, PhaseLines
@@ -43,27 +42,22 @@ CellRunner = Callable[..., dict[str, Any]]
 
 
 def run_grid(
-    methods: Sequence[str],
-    tasks: Sequence[str] | str,
-    models: Sequence[str],
-    seeds: Sequence[int],
-    preset: str = "cpu",
+    grid: Grid,
     *,
-    settings: GridSettings | None = None,
-    data_dir: str | Path | None = None,
     out: str | Path = DEFAULT_RESULTS,
     pool: harness.runner.pool.ModelPool | None = None,
     on_status: Callable[[GridStatus], None] | None = None,
-    progress: Callable[[Cell, str], None] | None = None,
+    progress: Progress | None = None,
     keep_going: bool = False,
     isolate: bool | None = None,
     runner: CellRunner = run_cell,
     executor: RayExecutor | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every (method, task, model, seed) cell in `make_cells` order; return their records in that order.
+    """Run every cell of `grid` (`harness.runner.cells.resolve_grid`) in its order; return their records in that order.
 
     Finished cells are skipped (read back), unfinished ones resume. `on_status` gets a `GridStatus` on every
-    event, `progress(cell, message)` the method's own messages. A failing cell stops the grid unless
+    event, `progress` each cell's lines (`ProgressEvent.text`, `.run` its run id): the method's own messages and
+    its evaluations' counts made into lines. A failing cell stops the grid unless
     `keep_going` (its record is then `{"run_id", "error"}`); Ctrl-C stops it at once.
 
     `isolate`: run each model's cells in a child process of its own (True), in this process (False), or decide
@@ -75,39 +69,29 @@ def run_grid(
     `executor`: a started `RayExecutor` runs the unfinished cells instead, several at once (`isolate` and
     `pool` are then the workers' business); finished cells are skipped here all the same.
     """
-    from tasks import expand_tasks
-
-    settings = settings or GridSettings(preset=preset)
-    if settings.preset != preset:
-        settings = dataclasses.replace(settings, preset=preset)
-    if not methods or not models or not seeds:
-        raise BenchError("a grid needs at least one method, one model and one seed")
-    task_names = expand_tasks(tasks)
-    cells = make_cells(list(methods), task_names, list(models), [int(s) for s in seeds])
-    specs = grid_specs(cells, settings, RunData(data_dir))
+    specs = grid.specs
     check_writable(out)  # before any model loads
     if executor is not None:
-        return _run_grid_on(executor, cells, specs, on_status, progress, keep_going=keep_going, data_dir=data_dir, out=out)
+        return _run_grid_on(executor, grid, on_status, progress, keep_going=keep_going, out=out)
     own = pool is None
     pool = pool or harness.runner.pool.ModelPool()
-    isolate = needs_own_process(settings.backend) if isolate is None else isolate
-    if isolate:
+    own_process = {s.model: needs_own_process(s.backend) if isolate is None else isolate for s in specs}
+    if any(own_process.values()):
         pool.child_settings()  # an opener function cannot reach a child: say so before anything runs
-    board = Board(cells, specs, on_status or (lambda _s: None), progress)
-    how = {"keep_going": keep_going, "data_dir": data_dir, "out": out}
+    board = Board(specs, on_status or (lambda _s: None), progress)
     try:
-        for model in dict.fromkeys(c.model for c in cells):
+        for model in own_process:
             todo = []
-            for i in (i for i, c in enumerate(cells) if c.model == model):
+            for i in (i for i, s in enumerate(specs) if s.model == model):
                 folder = RunFolder(Path(out), specs[i])
                 if folder.finished:
                     board.skip(i, folder.summary())
                 else:
                     todo.append(i)
-            if todo and isolate:
-                _run_cells_in_child(model, [specs[i] for i in todo], pool, board.listener(todo), **how)
+            if todo and own_process[model]:
+                _run_cells_in_child(model, grid.subset(todo), pool, board.listener(todo), keep_going=keep_going, out=out)
             elif todo:
-                run_cells([specs[i] for i in todo], pool, board.listener(todo), runner=runner, **how)
+                run_cells(grid.subset(todo), pool, board.listener(todo), runner=runner, keep_going=keep_going, out=out)
                 pool.release(model)  # its last cell: free the weights before the next model loads
         board.end()
     finally:
@@ -117,42 +101,37 @@ def run_grid(
 
 
 def _run_grid_on(
-    executor: RayExecutor, cells: Sequence[Cell], specs: Sequence[RunSpec], on_status: Callable[[GridStatus], None] | None,
-    progress: Callable[[Cell, str], None] | None, *, keep_going: bool, data_dir: str | Path | None, out: str | Path,
+    executor: RayExecutor, grid: Grid, on_status: Callable[[GridStatus], None] | None,
+    progress: Progress | None, *, keep_going: bool, out: str | Path,
 ) -> list[dict[str, Any]]:
     """`run_grid` on a parallel executor: finished cells are read back, the rest go to the executor at once."""
+    specs = grid.specs
     todo = [i for i, s in enumerate(specs) if not RunFolder(Path(out), s).finished]
-    board = Board(cells, specs, on_status or (lambda _s: None), progress, parallel=executor.parallelism(len(todo)))
+    board = Board(specs, on_status or (lambda _s: None), progress, parallel=executor.parallelism(len(todo)))
     for i, s in enumerate(specs):
         if i not in todo:
             board.skip(i, RunFolder(Path(out), s).summary())
     if todo:
-        executor.run([specs[i] for i in todo], board.listener(todo), keep_going=keep_going, data_dir=data_dir, out=out)
+        executor.run([specs[i] for i in todo], board.listener(todo), keep_going=keep_going, data_dir=grid.data.data_dir,
+                     out=out)
     board.end()
     return board.records
 
 
-def grid_specs(cells: Sequence[Cell], settings: GridSettings, data: RunData) -> list[RunSpec]:
-    """Every cell's spec, with every input checked before any model loads: method names, presets and
-    overrides (each method configured once), task names, and the data rows (loaded once per task)."""
-    for method in dict.fromkeys(c.method for c in cells):
-        make_optimizer(method, preset=settings.preset, **dict(settings.overrides))
-    prints = {t: data.optimize_fingerprint(t, settings.limit) for t in dict.fromkeys(c.task for c in cells)}
-    return [c.spec(settings, prints[c.task]) for c in cells]
-
-
 def run_cells(
-    specs: Sequence[RunSpec], pool: harness.runner.pool.ModelPool, send: Send, *, keep_going: bool = False,
-    runner: CellRunner = run_cell, data_dir: str | Path | None = None, out: str | Path = DEFAULT_RESULTS,
+    grid: Grid, pool: harness.runner.pool.ModelPool, send: Send, *, keep_going: bool = False,
+    runner: CellRunner = run_cell, out: str | Path = DEFAULT_RESULTS,
 ) -> None:
-    """Run `specs` one after another, telling `send` about the k-th: ["start", k], ["say", k, message] (the
-    method's progress), then ["finish", k, record] or, with `keep_going`, ["fail", k, error] (without it the
-    error is raised). The same messages go to the grid in this process or through a child's pipe."""
-    for k, spec in enumerate(specs):
+    """Run the specs of `grid` one after another, with its data and optimizers, telling `send` about the k-th:
+    ["start", k], ["say", k, line] (its progress: the method's lines and its evaluations' counts as `PhaseLines`
+    makes them), then ["finish", k, record] or, with `keep_going`,
+    ["fail", k, error] (without it the error is raised). The same messages go to the grid in this process or
+    through a child's pipe."""
+    for k, spec in enumerate(grid.specs):
         send(["start", k])
         try:
-            say = lambda msg, k=k: send(["say", k, msg])  # noqa: E731
-            record = runner(spec, pool=pool, data_dir=data_dir, out=out, progress=say, eval_progress=PhaseLines(say))
+            lines = PhaseLines(lambda e, k=k: send(["say", k, e.text]))
+            record = runner(spec, pool=pool, data=grid.data, optimizer=grid.optimizers(spec), out=out, progress=lines)
         except Exception as e:  # not KeyboardInterrupt: Ctrl-C always stops the grid
             if not keep_going:
                 raise
@@ -162,13 +141,13 @@ def run_cells(
 
 
 def _run_cells_in_child(
-    model: str, specs: Sequence[RunSpec], pool: harness.runner.pool.ModelPool, send: Send, *, keep_going: bool,
-    data_dir: str | Path | None, out: str | Path,
+    model: str, grid: Grid, pool: harness.runner.pool.ModelPool, send: Send, *, keep_going: bool, out: str | Path,
 ) -> None:
     """`run_cells` for the cells of `model` in a child process, so this process never loads it and everything
     it held is freed when the child exits. Each cell resumes from its step log, so a crashed child loses at
     most the step in progress; with `keep_going` the cells it did not end are sent as failed."""
-    job = {"specs": [s.to_dict() for s in specs], "pool": pool.child_settings(), "keep_going": keep_going,
+    data_dir = grid.data.data_dir
+    job = {"specs": [s.to_dict() for s in grid.specs], "pool": pool.child_settings(), "keep_going": keep_going,
            "data_dir": str(Path(data_dir).resolve()) if data_dir is not None else None, "out": str(Path(out).resolve())}
     ended: set[int] = set()
 
@@ -183,16 +162,16 @@ def _run_cells_in_child(
     except BenchError as e:
         if not keep_going:
             raise
-        for k in range(len(specs)):
+        for k in range(len(grid.specs)):
             if k not in ended:
                 send(["fail", k, str(e)])
 
 
 def run_cells_job(job: dict[str, Any], send: Send) -> None:
     """The child's side of `_run_cells_in_child` (`python -m harness.runner.child harness.runner.grid:run_cells_job`)."""
-    pool = harness.runner.pool.ModelPool(**job["pool"])
+    pool = harness.runner.pool.ModelPool(harness.runner.pool.PoolSettings.from_dict(job["pool"]))
+    grid = Grid(specs=tuple(RunSpec.from_dict(s) for s in job["specs"]), data=RunData(job["data_dir"]))  # rows hashed once
     try:
-        run_cells([RunSpec.from_dict(s) for s in job["specs"]], pool, send, keep_going=job["keep_going"],
-                  data_dir=job["data_dir"], out=job["out"])
+        run_cells(grid, pool, send, keep_going=job["keep_going"], out=job["out"])
     finally:
         pool.close()

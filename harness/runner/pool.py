@@ -4,13 +4,16 @@ place that holds loaded models and engines (backends open and close, they do not
 `bench run` (`harness.runner.grid`), `bench optimize` and `bench transfer` open their models through a `ModelPool`
 instead of calling the backends themselves, so a model loads once however many cells or prompts use it,
 GReaTer's gradient model shares the weights loaded for decoding, and `release(model)` frees a model's weights
-before the next one loads. A child process (`harness.runner.child`) builds an equal pool from `child_settings()`.
+before the next one loads. How a pool opens models is one `PoolSettings`, the same for this process, a child
+process (`harness.runner.child`, which gets it as JSON from `child_settings()`) and a Ray worker.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from harness.core.types import BenchError, Generator, GradientModel
@@ -25,22 +28,43 @@ PROCESS_LIFETIME_BACKENDS = ("vllm",)
 _ENGINES: dict[tuple[str, str, str, int, int | None], Generator] = {}
 
 
-class ModelPool:
-    """Opens each (model, backend, dtype) once per process and hands out the same generator afterwards.
+@dataclass(frozen=True, kw_only=True)
+class PoolSettings:
+    """How a `ModelPool` opens models: the one set of pool options of `bench run`, `bench optimize`, `bench eval`,
+    their child processes and Ray workers.
 
-    `opener` defaults to `open_generator` (HF weights, wrapped in the response cache); tests pass scripted
-    generators, as a function or as "module:function" (which a child process can import too).
+    `opener` defaults to `open_generator` (HF weights, wrapped in the response cache when `cache`); tests pass
+    scripted generators, as a function or as "module:function" (which a child process can import too).
     `device` is the torch device of every HF model the default opener loads (None: cuda, else mps, else cpu).
-    `release(model)` drops a model and frees its weights.
     """
 
-    def __init__(
-        self, *, opener: Opener | str | None = None, cache: bool = True, threads: int | None = None, batch_size: int = 8,
-        device: str | None = None,
-    ) -> None:
-        self.opener = opener  # as given
-        self._opener = import_function(opener) if isinstance(opener, str) else opener
-        self.cache, self.threads, self.batch_size, self.device = cache, threads, batch_size, device
+    opener: Opener | str | None = None
+    cache: bool = True
+    threads: int | None = None  # hf: torch threads; vllm: cores bound (None: the backend's default)
+    batch_size: int = 8
+    device: str | None = None
+
+    def for_child(self) -> dict[str, Any]:
+        """These settings as JSON for a child process (an opener function cannot go there: a one-line error)."""
+        return {**dataclasses.asdict(self), "opener": opener_for_child(self.opener)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PoolSettings:
+        return cls(**d)
+
+
+class ModelPool:
+    """Opens each (model, backend, dtype) once per process and hands out the same generator afterwards, as its
+    `PoolSettings` say (given whole, or as their keyword arguments). `release(model)` drops a model and frees its
+    weights.
+    """
+
+    def __init__(self, settings: PoolSettings | None = None, **fields: Any) -> None:
+        self.settings = dataclasses.replace(settings or PoolSettings(), **fields)
+        self.opener = self.settings.opener  # as given
+        self._opener = import_function(self.opener) if isinstance(self.opener, str) else self.opener
+        s = self.settings
+        self.cache, self.threads, self.batch_size, self.device = s.cache, s.threads, s.batch_size, s.device
         self._open: dict[tuple[str, str, str], Generator] = {}
         self._gradient: dict[tuple[str, str], Any] = {}
         self.loads: list[tuple[str, str, str]] = []  # what was opened, in order (tests read it)
@@ -101,9 +125,8 @@ class ModelPool:
             self.release(model)
 
     def child_settings(self) -> dict[str, Any]:
-        """The arguments of an equal pool in a child process (JSON)."""
-        return {"opener": opener_for_child(self.opener), "cache": self.cache, "threads": self.threads,
-                "batch_size": self.batch_size, "device": self.device}
+        """The settings of an equal pool in a child process, as JSON (`PoolSettings.for_child`)."""
+        return self.settings.for_child()
 
 
 def _free_weights(gen: Any) -> None:

@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness.core.context import Progress, ProgressEvent
+from harness.runner.cells import Cell
 from harness.runner.child import Send
 
 if TYPE_CHECKING:
     from harness.core.spec import RunSpec
-    from harness.runner.cells import Cell
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,12 +77,12 @@ class Board:
     `notify` on every event. `listener(indices)` turns `run_cells` messages into those events. `parallel`: how
     many cells an executor runs at once (for the ETA)."""
 
-    def __init__(self, cells: Sequence[Cell], specs: Sequence[RunSpec], notify: Callable[[GridStatus], None],
-                 progress: Callable[[Cell, str], None] | None, parallel: int = 1) -> None:
-        self.cells, self.specs, self.notify, self.progress = cells, specs, notify, progress
+    def __init__(self, specs: Sequence[RunSpec], notify: Callable[[GridStatus], None],
+                 progress: Progress | None, parallel: int = 1) -> None:
+        self.cells, self.specs, self.notify, self.progress = [Cell.of(s) for s in specs], specs, notify, progress
         self.parallel = parallel
-        self.records: list[dict[str, Any]] = [{} for _ in cells]
-        self.waiting = list(range(len(cells)))  # neither started nor skipped yet (what the ETA adds up)
+        self.records: list[dict[str, Any]] = [{} for _ in specs]
+        self.waiting = list(range(len(specs)))  # neither started nor skipped yet (what the ETA adds up)
         self.running: dict[int, float] = {}  # cell index -> start time
         self.durations: dict[str, list[float]] = {}
         self.done = self.failed = 0
@@ -99,9 +100,9 @@ class Board:
         def on_message(message: list[Any]) -> None:
             event, k, *rest = message
             i = indices[k]
-            if event == "say":
+            if event == "say":  # a line of the cell's progress (`PhaseLines` made its counts into lines)
                 if self.progress:
-                    self.progress(self.cells[i], rest[0])
+                    self.progress(ProgressEvent(text=rest[0], run=self.specs[i].run_id))
             elif event == "start":
                 if i in self.running:  # started again: its worker died and the cell resumes elsewhere
                     return
@@ -165,21 +166,25 @@ class Phase:
 
 
 class PhaseLines:
-    """An evaluation progress callback `(phase, done, total, tokens)` that turns counts into report lines,
-    one when a phase starts and ends and at most one every `interval` seconds in between."""
+    """A `Progress` that hands lines of text on to `say` and turns counts into report lines: one when a phase
+    starts and ends and at most one every `interval` seconds in between (phases named after `label`)."""
 
-    def __init__(self, say: Callable[[str], None], label: str = "", interval: float = 15.0) -> None:
+    def __init__(self, say: Progress, label: str = "", interval: float = 15.0) -> None:
         self.say, self.label, self.interval = say, label, interval
         self._phases: dict[str, Phase] = {}
         self._last = 0.0
 
-    def __call__(self, phase: str, done: int, total: int, tokens: int = 0) -> None:
-        name = f"{self.label} {phase}".strip()
+    def __call__(self, event: ProgressEvent) -> None:
+        if not event.counts:
+            self.say(event)
+            return
+        name = f"{self.label} {event.phase}".strip()
+        done, total = event.done, event.total
         ph = self._phases.get(name)
         if ph is None or done < ph.done or total != ph.total:
             ph = self._phases[name] = Phase(name, total)
-        ph.done, ph.tokens = done, tokens
+        ph.done, ph.tokens = done, event.tokens
         now = time.perf_counter()
         if done == 0 or done >= total or now - self._last >= self.interval:
             self._last = now
-            self.say(ph.line())
+            self.say(ProgressEvent(text=ph.line(), run=event.run))

@@ -31,12 +31,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.core.env import env_path
 from harness.core.spec import RunSpec
 from harness.core.types import BenchError
 from harness.runner.child import Send
+
+if TYPE_CHECKING:
+    from harness.runner.pool import PoolSettings
 
 INSTALL_HINT = 'Ray is not installed: pip install "greater-bench[ray]" (or use --executor local)'
 RESTARTS = 5  # a dead worker is replaced this many times (per actor); its cell is retried as often
@@ -167,16 +170,20 @@ def claim_cores(n: int) -> tuple[list[int], list[Any]]:
 
 
 class CellWorker:
-    """A Ray actor: one model pool in one process, running the cells it is given with `run_cell`."""
+    """A Ray actor: one model pool in one process, running the cells it is given with `run_cell`. Its data rows
+    (loaded and hashed once per task) and optimizers (configured once per method) serve every cell it runs."""
 
-    def __init__(self, pool_settings: dict[str, Any], cell_cpus: int, pin: bool) -> None:
+    def __init__(self, pool: PoolSettings, cell_cpus: int, pin: bool) -> None:
         self.cores, self._locks = claim_cores(cell_cpus) if pin else ([], [])
         os.environ["OMP_NUM_THREADS"] = str(cell_cpus)
         if self.cores:
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, self.cores))
+        from harness.runner.cell import Optimizers
         from harness.runner.pool import ModelPool
 
-        self.pool = ModelPool(**{**pool_settings, "threads": cell_cpus})
+        self.pool = ModelPool(pool, threads=cell_cpus)
+        self.optimizers = Optimizers()
+        self.data: dict[str | None, Any] = {}  # data_dir -> RunData
 
     def where(self) -> dict[str, Any]:
         import ray
@@ -187,14 +194,18 @@ class CellWorker:
 
     def run(self, spec: dict[str, Any], k: int, data_dir: str | None, out: str, messages: Any) -> list[Any]:
         from harness.runner.cell import run_cell
+        from harness.runner.data import RunData
         from harness.runner.progress import PhaseLines
 
         where = self.where()
-        say = lambda text: messages.put(["say", k, text])  # noqa: E731
+        if data_dir not in self.data:
+            self.data[data_dir] = RunData(data_dir)
+        lines = PhaseLines(lambda e: messages.put(["say", k, e.text]))
         messages.put(["start", k, where])
         try:
-            record = run_cell(RunSpec.from_dict(spec), pool=self.pool, data_dir=data_dir, out=out, progress=say,
-                              eval_progress=PhaseLines(say), placement=where)
+            spec_ = RunSpec.from_dict(spec)
+            record = run_cell(spec_, pool=self.pool, data=self.data[data_dir], optimizer=self.optimizers(spec_), out=out,
+                              progress=lines, placement=where)
         except Exception as e:  # the cell's own failure: reported once, never retried
             return ["fail", k, f"{type(e).__name__}: {e}"]
         return ["finish", k, record]
@@ -216,9 +227,11 @@ def _probe(out: str, token: str) -> str:
 class RayExecutor:
     """Runs grid cells on Ray. Use as a context manager (it starts or joins Ray, and shuts down what it started)."""
 
-    def __init__(self, settings: RaySettings, pool_settings: dict[str, Any] | None = None, *, ray_init: dict | None = None) -> None:
+    def __init__(self, settings: RaySettings, pool: PoolSettings | None = None, *, ray_init: dict | None = None) -> None:
+        from harness.runner.pool import PoolSettings
+
         self.settings = settings
-        self.pool_settings = dict(pool_settings or {})
+        self.pool = pool or PoolSettings()  # every worker's (its threads: cell_cpus)
         self.ray_init = dict(ray_init or {})
         self.ray: Any = None
         self.started = False
@@ -326,7 +339,7 @@ class RayExecutor:
         try:
             for model in dict.fromkeys(s.model for s in specs):
                 todo = [(k, s) for k, s in enumerate(specs) if s.model == model]
-                actors = [worker.remote(self.pool_settings, cpus, pin) for _ in range(min(parallel, len(todo)))]
+                actors = [worker.remote(self.pool, cpus, pin) for _ in range(min(parallel, len(todo)))]
                 idle, inflight = list(actors), {}
                 while todo or inflight:
                     while todo and idle:

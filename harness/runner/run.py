@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.core.context import OptimizeContext, Optimizer
+from harness.core.context import OptimizeContext, Optimizer, Progress, ProgressEvent
 from harness.core.records import DEFAULT_RESULTS
 from harness.core.spec import RunSpec
 from harness.core.types import ZERO_SHOT_COT, Budget, Example, Generator, GradientModel, Task
-from harness.evaluation.evaluate import EvalResult, ProgressFn, evaluate
+from harness.evaluation.evaluate import EvalResult, evaluate
 from harness.evaluation.prompt_checks import leakage
 from harness.runner.data import RunData
 from harness.runner.records import RunFolder
@@ -24,7 +24,7 @@ def run_eval(
     data: RunData | None = None,
     data_dir: str | Path | None = None,
     out: str | Path = DEFAULT_RESULTS,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
     skip_finished: bool = True,
 ) -> dict[str, Any]:
     """Evaluate `spec.prompt` on `spec.task`'s `spec.split`; write the run folder; return the summary.
@@ -62,12 +62,12 @@ def run_optimize(
     data: RunData | None = None,
     data_dir: str | Path | None = None,
     out: str | Path = DEFAULT_RESULTS,
-    progress: Any = None,
+    progress: Progress | None = None,
     optimizer: Optimizer | None = None,
-    eval_progress: ProgressFn | None = None,
     placement: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Optimize a prompt for `spec.task`, then score the best prompt (and zero-shot CoT) on dev and test.
+    `progress` gets the method's lines (`ProgressEvent.text`) and the final evaluations' counts.
 
     The run folder gets `steps.jsonl` as the method goes (so a crashed run resumes from its last completed
     step), then `predictions.jsonl` (test, per example) and `summary.json` (its presence: finished).
@@ -85,7 +85,7 @@ def run_optimize(
     splits = data.optimize_splits(spec.task, spec.split_seed)
     if optimizer is None:
         optimizer = make_optimizer(spec.method, preset=spec.preset or "cpu", **dict(spec.overrides))
-    say = progress or (lambda _m: None)
+    say = (lambda text: progress(ProgressEvent(text=text))) if progress is not None else (lambda _text: None)
     ctx = OptimizeContext.create(
         scorer=evaluate, task_model=task_model, optimizer_model=optimizer_model, gradient_model=gradient_model,
         budget=spec.budget or Budget(), seed=spec.seed, position=spec.position, max_new_tokens=spec.max_new_tokens,
@@ -102,10 +102,10 @@ def run_optimize(
         dev = result.meta.get("dev_accuracy")
         started, eval_rows = time.perf_counter(), 0
         if dev is None:
-            dev_result = evaluate_on(task, splits.dev, best, task_model, spec, progress=eval_progress, what="dev")
+            dev_result = evaluate_on(task, splits.dev, best, task_model, spec, progress=progress, what="dev")
             dev, eval_rows = dev_result.accuracy, len(dev_result.examples)
-        test = evaluate_on(task, splits.test, best, task_model, spec, limit=spec.limit, progress=eval_progress, what="test")
-        ref = evaluate_on(task, splits.test, ZERO_SHOT_COT, task_model, spec, limit=spec.limit, progress=eval_progress,
+        test = evaluate_on(task, splits.test, best, task_model, spec, limit=spec.limit, progress=progress, what="test")
+        ref = evaluate_on(task, splits.test, ZERO_SHOT_COT, task_model, spec, limit=spec.limit, progress=progress,
                           what="test, zero-shot CoT")
         evaluation = {"rows": eval_rows + len(test.examples) + len(ref.examples),  # what the dry run prices
                       "seconds": round(time.perf_counter() - started, 2)}
@@ -126,12 +126,14 @@ def run_optimize(
 
 def evaluate_on(
     task: Task, examples: Any, instruction: str | None, generator: Generator, spec: RunSpec, limit: int | None = None,
-    progress: ProgressFn | None = None, what: str = "",
+    progress: Progress | None = None, what: str = "",
 ) -> EvalResult:
+    """Score `instruction` on `examples` (the first `limit`) under `spec`'s decoding; `progress` gets the counts
+    with each phase named after `what` ("test reasoning")."""
     rows: list[Example] = list(examples)[:limit] if limit else list(examples)
     tick = None
     if progress is not None:
-        tick = lambda phase, done, total, tokens=0: progress(f"{what} {phase}".strip(), done, total, tokens)  # noqa: E731
+        tick = lambda e: progress(dataclasses.replace(e, phase=f"{what} {e.phase}".strip()))  # noqa: E731
     return evaluate(
         task, rows, instruction, generator, position=spec.position, max_new_tokens=spec.max_new_tokens,
         primary=spec.primary_reading, seed=spec.seed, progress=tick,
