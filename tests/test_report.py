@@ -249,6 +249,7 @@ GOOD, WEAK = "Be good and check each step.", "Answer now."
 def test_transfer_matrix(tmp_path, monkeypatch):
     import tasks
     from harness.reports.transfer import transfer_report
+    from harness.runner.pool import PoolSettings
     from harness.runner.transfer import run_transfer
 
     def transfer(results, targets, **kw):  # what `bench transfer` does: the runner's evaluations, the report's matrices
@@ -266,7 +267,7 @@ def test_transfer_matrix(tmp_path, monkeypatch):
         opened.append(model)
         return TaskModel(model)
 
-    m = transfer(tmp_path, ["fake-a", "fake-b"], opener=opener, report_dir=tmp_path / "transfer")[("cpu", "greater")]
+    m = transfer(tmp_path, ["fake-a", "fake-b"], settings=PoolSettings(opener=opener), report_dir=tmp_path / "transfer")[("cpu", "greater")]
     assert opened == ["fake-a", "fake-b"]  # each target loaded once for its two prompts
     weak_on_a = evaluate(TASK, TASK.load().test, WEAK, TaskModel("fake-a")).accuracy
     assert weak_on_a < 1
@@ -281,7 +282,7 @@ def test_transfer_matrix(tmp_path, monkeypatch):
     assert len(evals) == 4 and all((e / "summary.json").exists() for e in evals)
 
     opened.clear()  # a second run: every pair is a finished run folder, no model is opened
-    again = transfer(tmp_path, ["fake-a", "fake-b"], opener=opener)[("cpu", "greater")]
+    again = transfer(tmp_path, ["fake-a", "fake-b"], settings=PoolSettings(opener=opener))[("cpu", "greater")]
     assert opened == [] and again.equals(m)
     md = render.to_markdown(report.leaderboard(load_records(tmp_path)), report.transfer_matrices(load_records(tmp_path)))
     assert "### transfer: greater (preset cpu)" in md and f"| fake-b | {100 * weak_on_a:.1f} | 25.0 |" in md

@@ -18,9 +18,11 @@ import harness.runner.transfer
 from harness.core.types import BenchError
 from harness.reports.transfer import transfer_report
 from harness.runner.data import RunData
+from harness.runner.pool import PoolSettings
 from harness.runner.transfer import TransferRun, needs_own_process, run_transfer, source_runs, transfer_plan
 
 OPENER = "gridworld:open_task_model"
+SCRIPTED = PoolSettings(opener=OPENER)  # the scripted task models, importable by a child process
 GOOD, WEAK = "Be good and check each step.", "Answer now."
 TARGETS = ["fake-a", "fake-b"]
 
@@ -60,7 +62,8 @@ def test_each_target_in_its_own_child_equals_the_in_process_path(tmp_path, world
     shutil.copytree(results, in_process)
 
     ticks: list[tuple[str, int, int]] = []
-    isolated = transfer(results, TARGETS, opener=OPENER, progress=lambda *a: ticks.append(a))  # auto: vllm
+    isolated = transfer(results, TARGETS, settings=SCRIPTED,  # auto: vllm
+                        progress=lambda e: ticks.append((e.phase, e.done, e.total)))
     loads = opened(log)
     assert sorted(m for _, m in loads) == TARGETS  # each target model loaded once ...
     assert all(pid != os.getpid() for pid, _ in loads)  # ... never in this process ...
@@ -68,14 +71,14 @@ def test_each_target_in_its_own_child_equals_the_in_process_path(tmp_path, world
     assert ticks == [("fake-a", 1, 2), ("fake-a", 2, 2), ("fake-b", 1, 2), ("fake-b", 2, 2)]
 
     log.unlink()
-    reference = transfer(in_process, TARGETS, opener=OPENER, isolate=False)
+    reference = transfer(in_process, TARGETS, settings=SCRIPTED, isolate=False)
     assert sorted(m for _, m in opened(log)) == TARGETS and {pid for pid, _ in opened(log)} == {os.getpid()}
     assert isolated.keys() == reference.keys() == {("cpu", "greater")}
     assert isolated[("cpu", "greater")].equals(reference[("cpu", "greater")])
     assert finished_evals(results) == finished_evals(in_process) and len(finished_evals(results)) == 4
 
     log.unlink()  # everything finished: read back, no child started, no model opened
-    again = transfer(results, TARGETS, opener=OPENER, isolate=True)
+    again = transfer(results, TARGETS, settings=SCRIPTED, isolate=True)
     assert opened(log) == [] and again[("cpu", "greater")].equals(isolated[("cpu", "greater")])
 
 
@@ -83,13 +86,13 @@ def test_a_failing_child_names_the_model_and_its_last_error_line(world):
     results, log = world
     with pytest.raises(BenchError, match=r"evaluating on broken-c failed in its child process \(exit code 1\): "
                                          r"RuntimeError: no weights for broken-c \(log .*\.log\); fix that and re-run") as e:
-        run_transfer(results, ["broken-c"], opener=OPENER)
+        run_transfer(results, ["broken-c"], settings=SCRIPTED)
     assert "\n" not in str(e.value) and opened(log)[0][1] == "broken-c" and opened(log)[0][0] != os.getpid()
     kept_log = Path(re.search(r"\(log (\S+)\)", str(e.value)).group(1))
     assert "Traceback" in kept_log.read_text()  # the child's whole error output is kept
 
     with pytest.raises(BenchError, match="cannot use an opener function"):
-        run_transfer(results, ["fake-a"], opener=lambda *a: None, isolate=True)
+        run_transfer(results, ["fake-a"], settings=PoolSettings(opener=lambda *a: None), isolate=True)
 
 
 def test_a_crashed_child_loses_only_the_evaluation_in_progress(world, monkeypatch):
@@ -98,12 +101,12 @@ def test_a_crashed_child_loses_only_the_evaluation_in_progress(world, monkeypatc
     k = next(i for i, s in enumerate(specs) if s.prompt != specs[0].prompt)  # the first of the other prompt
     monkeypatch.setenv("GRIDWORLD_CRASH_ON", specs[k].prompt)
     with pytest.raises(BenchError, match=r"evaluating on fake-c failed in its child process .*simulated crash"):
-        run_transfer(results, ["fake-c"], opener=OPENER)
+        run_transfer(results, ["fake-c"], settings=SCRIPTED)
     kept = finished_evals(results)
     assert sorted(kept) == sorted(s.run_id for s in specs[:k]) and k > 0  # the ones before the crash are kept
 
     monkeypatch.delenv("GRIDWORLD_CRASH_ON")
-    run_transfer(results, ["fake-c"], opener=OPENER)
+    run_transfer(results, ["fake-c"], settings=SCRIPTED)
     done = finished_evals(results)
     assert len(done) == 4 and all(done[i] == kept[i] for i in kept)
     assert json.loads((results / specs[k].run_id / "summary.json").read_text())["model"] == "fake-c"
@@ -134,40 +137,38 @@ def test_backend_override_changes_only_the_evaluations_backend(world):
 
 
 def test_device_threads_and_batch_size_reach_each_targets_model_pool(world, monkeypatch):
-    import harness.runner.pool
+    import harness.runner.transfer as transfer_mod
 
     results, _ = world
-    settings = {"device": "cpu", "threads": 1, "batch_size": 3}
+    settings = PoolSettings(opener=OPENER, device="cpu", threads=1, batch_size=3)
     pools = []
-    real_pool = harness.runner.pool.ModelPool
+    real_pool = transfer_mod.ModelPool
 
-    def recording_pool(**kw):
-        pools.append(kw)
-        return real_pool(**kw)
+    def recording_pool(s=None, **kw):
+        pool = real_pool(s, **kw)
+        pools.append(pool.settings)
+        return pool
 
-    monkeypatch.setattr(harness.runner.pool, "ModelPool", recording_pool)
-    run_transfer(results, ["fake-c"], opener=OPENER, isolate=False, pool=settings)
-    assert len(pools) == 1 and {k: pools[0][k] for k in settings} == settings
+    monkeypatch.setattr(transfer_mod, "ModelPool", recording_pool)
+    run_transfer(results, ["fake-c"], isolate=False, settings=settings)
+    assert pools == [settings]
 
     jobs = []  # the child's job carries the same settings, and the child hands them to its pool
-    monkeypatch.setattr(harness.runner.transfer, "run_in_child", lambda work, job, **kw: jobs.append(job))
-    run_transfer(results, ["fake-d"], opener=OPENER, isolate=True, pool=settings)
-    assert jobs[0]["pool"] == settings
-    harness.runner.transfer.evaluate_job(json.loads(json.dumps(jobs[0])), send=lambda msg: None)
-    assert {k: pools[-1][k] for k in settings} == settings and len(finished_evals(results)) == 8
-
-    with pytest.raises(BenchError, match="unknown model pool setting.*gpu.*use threads, batch_size, device"):
-        run_transfer(results, ["fake-c"], opener=OPENER, isolate=False, pool={"gpu": 1})
+    monkeypatch.setattr(transfer_mod, "run_in_child", lambda work, job, **kw: jobs.append(job))
+    run_transfer(results, ["fake-d"], isolate=True, settings=settings)
+    assert jobs[0]["settings"] == settings.for_child()
+    transfer_mod.evaluate_job(json.loads(json.dumps(jobs[0])), send=lambda msg: None)
+    assert pools[-1] == settings and len(finished_evals(results)) == 8
 
 
 def test_cli_passes_device_threads_and_batch_size(tmp_path, monkeypatch):
     from harness.cli import app
 
     seen = []
-    monkeypatch.setattr(harness.runner.transfer, "run_transfer", lambda *a, **kw: seen.append(kw["pool"]) or TransferRun((), ()))
+    monkeypatch.setattr(harness.runner.transfer, "run_transfer", lambda *a, **kw: seen.append(kw["settings"]) or TransferRun((), ()))
     args = ["transfer", "--eval-models", "fake-a", "--results", str(tmp_path)]
     assert CliRunner().invoke(app, args).exit_code == 0
-    assert seen[-1] == {"threads": None, "batch_size": 8, "device": None}
-    res = CliRunner().invoke(app, [*args, "--device", "cuda:1", "--threads", "2", "--batch-size", "16"])
+    assert seen[-1] == PoolSettings(threads=None, batch_size=8, device=None)
+    res = CliRunner().invoke(app, [*args, "--device", "cuda:1", "--threads", "2", "--batch-size", "16", "--no-cache"])
     assert res.exit_code == 0, res.output
-    assert seen[-1] == {"threads": 2, "batch_size": 16, "device": "cuda:1"}
+    assert seen[-1] == PoolSettings(cache=False, threads=2, batch_size=16, device="cuda:1")

@@ -232,23 +232,26 @@ def transfer_cmd(
     method (CSV and heatmap PNG). Each model is loaded once; re-running skips finished evaluations."""
     from rich.table import Table
 
+    from harness.core.context import ProgressEvent
     from harness.reports.leaderboard import matrix_title
     from harness.reports.render import pct
     from harness.reports.transfer import transfer_report
     from harness.runner.cells import parse_list
+    from harness.runner.pool import PoolSettings
     from harness.runner.transfer import run_transfer
 
     results = results or default_results()
-    def progress(target: str, done: int, total: int) -> None:
-        err.print(f"[dim]{target}[/dim] {done}/{total} prompts", highlight=False)
+
+    def progress(event: ProgressEvent) -> None:
+        err.print(f"[dim]{event.phase}[/dim] {event.done}/{event.total} prompts", highlight=False)
 
     report_dir = output or results / "transfer"
     done = run_transfer(
         results, parse_list(eval_models, "model"),
         methods=parse_list(methods, "method") if methods else None, tasks=parse_list(tasks, "task") if tasks else None,
         source_models=parse_list(source_models, "model") if source_models else None, data_dir=data_dir,
-        cache=cache, progress=progress, report_dir=report_dir, isolate=isolate, backend=backend,
-        pool={"threads": threads, "batch_size": batch_size, "device": device},
+        settings=PoolSettings(cache=cache, threads=threads, batch_size=batch_size, device=device),
+        progress=progress, report_dir=report_dir, isolate=isolate, backend=backend,
     )
     matrices = transfer_report(results, done.sources, done.models, report_dir=report_dir)
     for (preset, method), m in matrices.items():

@@ -12,22 +12,20 @@ The diagonal (a prompt on its own model) is the optimize cell's own test result 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.core.context import Progress, ProgressEvent, no_progress
 from harness.core.records import DEFAULT_RESULTS, iter_runs
 from harness.core.spec import RunSpec, TransferSource
 from harness.core.types import BenchError
-from harness.runner.child import Send, needs_own_process, opener_for_child, run_in_child
+from harness.runner.child import Send, needs_own_process, run_in_child
 from harness.runner.data import RunData
+from harness.runner.pool import ModelPool, PoolSettings
 from harness.runner.records import RunFolder
 from harness.runner.run import run_eval
-
-ProgressFn = Callable[[str, int, int], None]  # (target model, prompts done, prompts on this target)
-Opener = Callable[[str, str, str], Any]  # (model, backend, dtype) -> Generator, as harness.runner.pool.ModelPool takes
-POOL_SETTINGS = ("threads", "batch_size", "device")  # what `pool` may set on the ModelPool of each target
 
 
 @dataclass(frozen=True)
@@ -83,17 +81,14 @@ def transfer_plan(
 
 
 def evaluate_on_model(
-    target: str, specs: Sequence[RunSpec], *, opener: Opener | str | None = None, cache: bool = True,
-    data_dir: str | Path | None = None, out: str | Path = DEFAULT_RESULTS, progress: ProgressFn | None = None,
-    pool: Mapping[str, Any] | None = None,
+    target: str, specs: Sequence[RunSpec], *, settings: PoolSettings | None = None,
+    data_dir: str | Path | None = None, out: str | Path = DEFAULT_RESULTS, progress: Progress = no_progress,
 ) -> list[dict[str, Any]]:
     """Score `specs` (all on `target`) with one model load in this process; finished ones are read back
-    without loading it. `pool`: threads, batch_size and device of the model pool (`POOL_SETTINGS`)."""
-    from harness.runner.pool import ModelPool
-
+    without loading it. `settings`: the model pool's (opener, cache, threads, batch size, device), as `bench run`
+    takes them. `progress` gets one event per prompt (phase: the target model)."""
     todo = [s for s in specs if not RunFolder(Path(out), s).finished]
-    tick = progress or (lambda *_: None)
-    pool = ModelPool(opener=opener, cache=cache, **_pool_settings(pool))
+    pool = ModelPool(settings)
     try:
         gen = None
         summaries = []
@@ -104,7 +99,7 @@ def evaluate_on_model(
                 summaries.append(run_eval(spec, gen, data_dir=data_dir, out=out))
             else:
                 summaries.append(RunFolder(Path(out), spec).summary())
-            tick(target, i + 1, len(specs))
+            progress(ProgressEvent(phase=target, done=i + 1, total=len(specs)))
         return summaries
     finally:
         pool.close()
@@ -118,22 +113,21 @@ def run_transfer(
     tasks: Iterable[str] | None = None,
     source_models: Iterable[str] | None = None,
     data_dir: str | Path | None = None,
-    opener: Opener | str | None = None,
-    cache: bool = True,
-    progress: ProgressFn | None = None,
+    settings: PoolSettings | None = None,
+    progress: Progress = no_progress,
     report_dir: str | Path | None = None,
     isolate: bool | None = None,
     backend: str | None = None,
-    pool: Mapping[str, Any] | None = None,
 ) -> TransferRun:
     """Score every stored optimized prompt on every model of `eval_models` (each pair an eval run folder in
     `results_dir`); `harness.reports.transfer.transfer_report` then reads the matrices from the records.
 
     `isolate`: evaluate each target model in its own child process (True), in this process (False), or
-    decide by backend (None: a child for backends outside `harness.runner.child.IN_PROCESS_BACKENDS`). `opener`
-    replaces the backends (tests); a child process needs it as "module:function". `backend`: decode the
-    transfer evaluations with this backend instead of each source run's own (e.g. vllm for speed). `pool`:
-    threads, batch_size and device of each target's model pool, as `bench run` takes them. `report_dir`: the
+    decide by backend (None: a child for backends outside `harness.runner.child.IN_PROCESS_BACKENDS`). `settings`:
+    each target's model pool (`PoolSettings`, as `bench run` takes them); its opener replaces the backends
+    (tests), as "module:function" when a child process needs it. `backend`: decode the transfer evaluations with
+    this backend instead of each source run's own (e.g. vllm for speed). `progress`: one event per prompt scored
+    (phase: the target model). `report_dir`: the
     folder the report will be written to, checked for writing before any model loads.
     """
     if not eval_models:
@@ -145,15 +139,14 @@ def run_transfer(
         from harness.backends import resolve_backend
 
         backend = resolve_backend(backend)
-    pool = _pool_settings(pool)  # checked before any model loads or child starts
-    if opener is None and "openai" not in ({backend} if backend else {s.spec.backend for s in sources}):
+    settings = settings or PoolSettings()
+    if settings.opener is None and "openai" not in ({backend} if backend else {s.spec.backend for s in sources}):
         _check_models(eval_models)  # a typo in the last model fails before the first one loads
-    _check_folders(results_dir, report_dir, cache=cache and opener is None)
+    _check_folders(results_dir, report_dir, cache=settings.cache and settings.opener is None)
     plan = transfer_plan(sources, eval_models, RunData(data_dir), backend)  # data checked before any model loads
     for target, specs in plan.items():
         own_process = isolate if isolate is not None else any(needs_own_process(s.backend) for s in specs)
-        how = {"opener": opener, "cache": cache, "data_dir": data_dir, "out": results_dir, "progress": progress,
-               "pool": pool}
+        how = {"settings": settings, "data_dir": data_dir, "out": results_dir, "progress": progress}
         if own_process and not all(RunFolder(Path(results_dir), s).finished for s in specs):
             evaluate_in_child(target, specs, **how)
         else:  # in this process (finished evaluations are read back without opening the model)
@@ -163,27 +156,27 @@ def run_transfer(
 
 
 def evaluate_in_child(
-    target: str, specs: Sequence[RunSpec], *, opener: Opener | str | None = None, cache: bool = True,
-    data_dir: str | Path | None = None, out: str | Path = DEFAULT_RESULTS, progress: ProgressFn | None = None,
-    pool: Mapping[str, Any] | None = None,
+    target: str, specs: Sequence[RunSpec], *, settings: PoolSettings | None = None,
+    data_dir: str | Path | None = None, out: str | Path = DEFAULT_RESULTS, progress: Progress = no_progress,
 ) -> None:
     """`evaluate_on_model` in a child process, so this process never loads `target` and everything the model
     held is freed when the child exits. Each evaluation is a run folder written atomically, so a failed child
     loses at most the one in progress. The child's output goes to a log file, kept when it fails."""
-    job = {"target": target, "specs": [s.to_dict() for s in specs], "opener": opener_for_child(opener), "cache": cache,
-           "data_dir": str(Path(data_dir).resolve()) if data_dir is not None else None, "out": str(Path(out).resolve()),
-           "pool": dict(pool or {})}
-    tick = progress or (lambda *_: None)
-    run_in_child("harness.runner.transfer:evaluate_job", job, on_message=lambda done_total: tick(target, *done_total),
+    job = {"target": target, "specs": [s.to_dict() for s in specs], "settings": (settings or PoolSettings()).for_child(),
+           "data_dir": str(Path(data_dir).resolve()) if data_dir is not None else None, "out": str(Path(out).resolve())}
+
+    def tick(done_total: list[int]) -> None:
+        progress(ProgressEvent(phase=target, done=done_total[0], total=done_total[1]))
+
+    run_in_child("harness.runner.transfer:evaluate_job", job, on_message=tick,
                  what=f"evaluating on {target}", log_name=f"transfer-{Path(target).name}", kept="finished evaluations are kept")
 
 
 def evaluate_job(job: dict[str, Any], send: Send) -> None:
     """The child's side of `evaluate_in_child`: sends one [done, total] per prompt."""
     evaluate_on_model(
-        job["target"], [RunSpec.from_dict(s) for s in job["specs"]], opener=job["opener"], cache=job["cache"],
-        data_dir=job["data_dir"], out=job["out"], progress=lambda _t, done, total: send([done, total]),
-        pool=job.get("pool"),
+        job["target"], [RunSpec.from_dict(s) for s in job["specs"]], settings=PoolSettings.from_dict(job["settings"]),
+        data_dir=job["data_dir"], out=job["out"], progress=lambda e: send([e.done, e.total]),
     )
 
 
@@ -211,10 +204,3 @@ def _check_folders(results_dir: str | Path, report_dir: str | Path | None, *, ca
         except BenchError as e:
             raise BenchError(f"{e} (BENCH_CACHE_DIR; converted models and the response cache live there, "
                              "--no-cache skips only the latter)") from None
-
-
-def _pool_settings(pool: Mapping[str, Any] | None) -> dict[str, Any]:
-    unknown = set(pool or {}) - set(POOL_SETTINGS)
-    if unknown:
-        raise BenchError(f"unknown model pool setting(s) {', '.join(sorted(unknown))}: use {', '.join(POOL_SETTINGS)}")
-    return {k: v for k, v in (pool or {}).items() if v is not None}
