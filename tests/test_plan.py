@@ -1,5 +1,5 @@
 """`bench run --dry-run`: each cell's status (finished, partial, to do) and its estimated cost, priced from
-finished cells of the same method, preset and budget where there are some, and nothing run or written."""
+finished cells of the same model, method, preset and budget where there are some, and nothing run or written."""
 
 from __future__ import annotations
 
@@ -93,6 +93,25 @@ def test_cells_of_the_same_model_and_task_price_first(tmp_path):
     assert plan["bbh:navigatem"] == pytest.approx(600) and plan["bbh:sportsm"] == pytest.approx(1300)
     assert plan["bbh:otherm"] == pytest.approx(950)  # no cell of this task: the model's cells (median of 600, 1300)
     assert plan["bbh:otherbig"] == pytest.approx(5000)
+
+
+def test_a_model_is_priced_at_its_own_speed(tmp_path):
+    """A 0.5B model's cells are not priced at a 135M model's speed: its own finished cells set its rate and its
+    seconds per evaluated row; a model with none is named (its price borrows the others' speed)."""
+    finish(tmp_path, spec("ape", 0, model="small"), tokens=60_000, wall=600, evaluation={"rows": 300, "seconds": 90})
+    finish(tmp_path, spec("ape", 0, model="big"), tokens=60_000, wall=2400, evaluation={"rows": 300, "seconds": 360})
+    specs = [spec("pe2", 0, budget=30_000, model="big"), spec("ape", 1, model="big"), spec("pe2", 0, budget=30_000, model="small"),
+             spec("ape", 1, model="new")]
+    plan = make_plan(specs, tmp_path, eval_rows=ROWS, reference=None)
+    cells = {(c.spec.method, c.spec.model): c for c in plan.cells}
+    assert cells["pe2", "big"].seconds == pytest.approx(30_000 / 25 + 300 * 1.2) and not cells["pe2", "big"].measured
+    assert cells["pe2", "small"].seconds == pytest.approx(30_000 / 100 + 300 * 0.3)
+    assert cells["ape", "big"].seconds == pytest.approx(2400 + 360) and cells["ape", "big"].measured
+    # no cell of its own: the other models' median speed, not "measured", and the plan names the model
+    assert not cells["ape", "new"].measured and plan.unmeasured_models == ("new",)
+    assert cells["ape", "new"].seconds == pytest.approx(60_000 / 62.5 + 300 * 0.75)
+    cells = {(c.spec.method, c.spec.model): c for c in make_plan(specs, tmp_path, eval_rows=ROWS, reference=None, rate=50.0).cells}
+    assert cells["pe2", "big"].seconds == pytest.approx(30_000 / 50 + 360)  # --rate: every model's unmeasured part
 
 
 def test_cli_dry_run_runs_nothing_and_writes_nothing(tmp_path, monkeypatch):

@@ -307,9 +307,12 @@ def _dry_run(grid: Any, settings: Any, results: Path, executor: str, ray_setting
     todo = sum(1 for c in plan.cells if c.status != "finished")
     measured = sum(1 for c in plan.cells if c.measured and c.status != "finished")
     out.print(f"{todo} of {len(specs)} cells to run: ~{count(plan.tokens)} task-model tokens, {seconds(plan.seconds)} of "
-              f"compute (optimization: {measured} of {todo} cells timed by finished cells of the same method, preset "
-              f"and budget, the rest at {plan.rate:.0f} tok/s, {plan.rate_source}; evaluations: {plan.eval_source}); "
+              f"compute (optimization: {measured} of {todo} cells timed by finished cells of the same model, method, "
+              f"preset and budget, the rest at {plan.rate:.0f} tok/s, {plan.rate_source}; evaluations: {plan.eval_source}); "
               f"wall time at {plan.parallel} at once ({executor}): {seconds(plan.wall_seconds)}", highlight=False)
+    if plan.unmeasured_models:
+        out.print(f"no finished cell of {', '.join(plan.unmeasured_models)} yet: its cells are priced at the other "
+                  "models' speed, which a model of another size does not share (--rate sets it)", highlight=False)
 
 
 def _methods(text: str) -> list[str]:

@@ -58,6 +58,9 @@ class Plan:
     rate_source: str
     parallel: int
     eval_source: str = "generated tokens at the rate"  # how the final evaluations were priced
+    # models with cells to run and no finished cell of their own: priced at the other models' speed, which a
+    # model of another size does not share (say so; --rate sets it)
+    unmeasured_models: tuple[str, ...] = ()
 
     @property
     def tokens(self) -> float:
@@ -140,22 +143,28 @@ def make_plan(specs: Sequence[RunSpec], out: str | Path, *, parallel: int = 1, r
         source = "--rate"
     per_row = [f.eval_seconds_per_row for f in known if f.eval_seconds_per_row is not None]
     row_seconds = statistics.median(per_row) if per_row else None
-    cells = []
+    cells, unmeasured = [], []
     for spec in specs:
         folder = RunFolder(Path(out), spec)
         if folder.finished:
             cells.append(CellPlan(spec, "finished", 0.0, 0.0))
             continue
+        # a model's speed is its own: price from its finished cells where it has some, else from all (and say so)
+        mine = [f for f in known if f.model == spec.model]
+        if not mine and known and spec.model not in unmeasured:
+            unmeasured.append(spec.model)
+        model_rate = rate if source == "--rate" or not mine else statistics.median(f.tokens / f.wall for f in mine)
+        model_rows = [f.eval_seconds_per_row for f in mine if f.eval_seconds_per_row is not None]
+        model_row_seconds = statistics.median(model_rows) if model_rows else (None if mine else row_seconds)
         rows = (eval_rows or {}).get(spec.task, 0)
         eval_tokens = rows * (spec.max_new_tokens + 200)  # reasoning + prompt per row
         # unmeasured: the generated tokens at the rate (the rows' prompt tokens are read in batches, far faster)
-        eval_seconds = rows * row_seconds if row_seconds is not None else rows * spec.max_new_tokens / rate
+        eval_seconds = rows * (model_row_seconds if model_row_seconds is not None else spec.max_new_tokens / model_rate)
         budget = spec.budget.task_tokens if spec.budget is not None else None
-        same = [f for f in known if f.method == spec.method and f.preset == spec.preset]
-        alike = [f for f in same if f.budget == budget]  # the same method, preset and budget: its time is measured
-        for key in ("model", "task"):  # the closest cells: the same model, then also the same task
-            closer = [f for f in alike if getattr(f, key) == getattr(spec, key)]
-            alike = closer or alike
+        same = [f for f in mine if f.method == spec.method and f.preset == spec.preset]
+        alike = [f for f in same if f.budget == budget]  # the same model, method, preset and budget: measured
+        closer = [f for f in alike if f.task == spec.task]  # the closest: also the same task
+        alike = closer or alike
         if budget:
             tokens = float(budget)
         elif same:
@@ -164,7 +173,7 @@ def make_plan(specs: Sequence[RunSpec], out: str | Path, *, parallel: int = 1, r
             tokens = float(DEFAULT_TOKENS.get(spec.preset or "cpu", DEFAULT_TOKENS["cpu"]))
         if spec.method in ("zs-cot", "no-instruction"):
             tokens, alike = 0.0, []
-        opt_seconds = statistics.median(f.wall for f in alike) if alike else tokens / rate
+        opt_seconds = statistics.median(f.wall for f in alike) if alike else tokens / model_rate
         steps = folder.path / "steps.jsonl"
         status = "to do"
         if steps.exists():
@@ -176,4 +185,5 @@ def make_plan(specs: Sequence[RunSpec], out: str | Path, *, parallel: int = 1, r
                 tokens = left
         cells.append(CellPlan(spec, status, tokens + eval_tokens, opt_seconds + eval_seconds, measured=bool(alike)))
     return Plan(cells=tuple(cells), rate=rate, rate_source=source, parallel=max(1, parallel),
-                eval_source=f"median of {len(per_row)} cells" if per_row else "generated tokens at the rate")
+                eval_source=f"median of {len(per_row)} cells" if per_row else "generated tokens at the rate",
+                unmeasured_models=tuple(unmeasured))
