@@ -13,6 +13,7 @@ from tiny import tiny_generator, tiny_model
 from harness.core.context import OptimizeContext
 from harness.core.types import AnswerFormat, BenchError, Budget, Example, PromptPosition, Splits
 from harness.evaluation.evaluate import build_prompt, evaluate, with_extractor
+from harness.greater.config import PRESETS, config_for
 from harness.greater.gradients import (
     ALLOWED_CHARS,
     Layout,
@@ -22,7 +23,7 @@ from harness.greater.gradients import (
     gradient_pass,
     propose,
 )
-from harness.greater.optimizer import PRESETS, Greater, advance, config_for, early_pick, make
+from harness.greater.optimizer import Greater, early_pick, make, move_cursor
 from harness.greater.rescoring import score_rows, score_rows_by_decoder
 from tasks.base import make_task
 
@@ -280,14 +281,14 @@ def test_proposal_filter_grow_k_and_no_repetition(gen):
     assert prop.rejected_retokenize == 1
 
 
-def test_early_pick_and_advance():
-    assert early_pick([" a", " b.", "."], pos=1, prompt_len=6) is None  # first half: no early accept
-    assert early_pick([" a", " b.", "."], pos=3, prompt_len=6) == 1
-    assert early_pick([" a", " b"], pos=5, prompt_len=6) is None
-    assert advance([1, 2, 3], 1, " x", 9, 64) == ([1, 2, 3], 2, False)
-    assert advance([1, 2, 3], 2, ".", 9, 64) == ([1, 2, 3], 0, False)  # sentence end: wrap
-    assert advance([1, 2, 3], 2, " x", 9, 64) == ([1, 2, 3, 9], 3, True)  # grow with a placeholder
-    assert advance([1, 2, 3], 2, " x", 9, 3) == ([1, 2, 3], 0, False)  # at the length cap: wrap
+def test_early_pick_and_move_cursor():
+    assert early_pick([" a", " b.", "."], cursor=1, prompt_len=6) is None  # first half: no early accept
+    assert early_pick([" a", " b.", "."], cursor=3, prompt_len=6) == 1
+    assert early_pick([" a", " b"], cursor=5, prompt_len=6) is None
+    assert move_cursor([1, 2, 3], 1, " x", 9, 64) == ([1, 2, 3], 2, False)
+    assert move_cursor([1, 2, 3], 2, ".", 9, 64) == ([1, 2, 3], 0, False)  # sentence end: wrap
+    assert move_cursor([1, 2, 3], 2, " x", 9, 64) == ([1, 2, 3, 9], 3, True)  # grow with a placeholder
+    assert move_cursor([1, 2, 3], 2, " x", 9, 3) == ([1, 2, 3], 0, False)  # at the length cap: wrap
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -382,7 +383,7 @@ def test_every_tensor_of_a_step_is_made_on_the_models_device(gen, reference):
         state = steps.initial_state()
         for _ in range(SMOKE["steps"]):
             record, state = steps.step(state)
-            ctx.log_step(record, state)
+            ctx.log_step(record, state.to_json())
     strip = lambda s: {k: v for k, v in s.items() if k not in ("seconds", "cost")}
     assert [strip(s) for s in ctx.steps] == [strip(s) for s in ref_ctx.steps if s.get("kind") == "step"]
     # the allowed-answers loss and re-scoring without the prefix cache, which the smoke run does not take
