@@ -11,7 +11,8 @@ import pytest
 from fakeworld import make_ctx, messy_optimizer, parity_task, scripted_models, task_reply
 
 from baselines import ape, common, opro, protegi, textgrad
-from baselines.common import Outcomes, clean_text, dedupe, parse_list, parse_tagged, ucb_pick
+from baselines.common import Outcomes, ucb_pick
+from baselines.parsing import clean_text, dedupe, parse_list, parse_tagged
 from harness.backends.fake import ScriptedGenerator
 from harness.core.types import BenchError, Example, PromptPosition
 

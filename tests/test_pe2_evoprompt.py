@@ -11,7 +11,7 @@ import pytest
 from fakeworld import make_ctx, messy_optimizer, parity_task, scripted_models
 
 from baselines import evoprompt, pe2
-from baselines.common import CopyGuard
+from baselines.parsing import CopyGuard
 from harness.core.methods import describe_methods, make_optimizer
 from harness.core.types import ZERO_SHOT_COT, BenchError, Budget, PromptPosition
 
