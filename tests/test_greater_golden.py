@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from greaterkit import QUESTIONS
 from tiny import tiny_generator
 
 from harness.core.context import OptimizeContext
@@ -26,14 +27,7 @@ from harness.greater.optimizer import Greater, config_for
 from tasks.base import make_task
 
 GOLDEN = Path(__file__).parent / "golden" / "greater_steps.jsonl"
-QUESTIONS = [
-    "Is the sky blue? Options: (A) yes (B) no",
-    "Does the fox jump over the dog? Options: (A) yes (B) no",
-    "Is the answer valid? Options: (A) yes (B) no",
-    "Does it walk ten steps forward? Options: (A) yes (B) no",
-    "Is the dog lazy? Options: (A) yes (B) no",
-]
-EXAMPLES = tuple(Example(id=f"q{i}", input=q, target="AB"[i % 2]) for i, q in enumerate(QUESTIONS))
+EXAMPLES = tuple(Example(id=f"q{i}", input=q, target="AB"[i % 2]) for i, q in enumerate(QUESTIONS[:5]))
 TASK = make_task(
     "custom:golden", AnswerFormat.LETTER, ("A", "B"),
     lambda **_: Splits(train=EXAMPLES, dev=EXAMPLES[:3], test=EXAMPLES[:3], rule="test rows"),
