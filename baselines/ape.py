@@ -20,16 +20,15 @@ from baselines.common import (
     Outcomes,
     ask,
     configure,
-    dedupe,
     disjoint_sets,
     format_demos,
     mean_score,
-    parse_tagged,
     rank,
     sample,
     snapshot,
     ucb_bandit,
 )
+from baselines.parsing import dedupe, parse_tagged
 from harness.core.context import OptimizeContext
 from harness.core.types import BenchError, Example, Needs, OptimizeResult, PromptCandidate, Task
 

@@ -20,12 +20,11 @@ from baselines.common import (
     Outcomes,
     ask,
     configure,
-    dedupe,
     format_with_instruction,
-    parse_tagged,
     sample,
     snapshot,
 )
+from baselines.parsing import dedupe, parse_tagged
 from harness.core.context import OptimizeContext
 from harness.core.types import BenchError, Example, Needs, OptimizeResult, PromptCandidate, PromptPosition, Task
 

@@ -24,15 +24,14 @@ from baselines.common import (
     Outcomes,
     ask,
     configure,
-    dedupe,
     format_outcome,
     mean_score,
-    parse_list,
     rank,
     sample,
     snapshot,
     ucb_bandit,
 )
+from baselines.parsing import dedupe, parse_list
 from harness.core.context import OptimizeContext
 from harness.core.types import BenchError, Example, Needs, OptimizeResult, PromptCandidate, Task
 

@@ -16,18 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from baselines.common import (
-    Ask,
-    Outcomes,
-    ask,
-    configure,
-    normalise,
-    parse_tagged,
-    parse_text,
-    sample,
-    shorten,
-    snapshot,
-)
+from baselines.common import Ask, Outcomes, ask, configure, sample, shorten, snapshot
+from baselines.parsing import normalise, parse_tagged, parse_text
 from harness.core.context import OptimizeContext
 from harness.core.types import BenchError, Example, Needs, OptimizeResult, PromptCandidate, Task
 

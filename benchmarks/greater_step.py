@@ -45,7 +45,7 @@ def naive_step(run: Any, state: dict[str, Any], gen1: Any) -> tuple[dict[str, An
     ids, pos = list(state["prompt_ids"]), state["pos"]
     sec: dict[str, float] = {}
     cnt = {"generations": 0, "forward_tokens": 0, "forwards": 0, "backwards": 0}
-    kw = {"temperature": cfg.answer_temperature, "loss": run.variants["loss"]}
+    kw = {"temperature": cfg.answer_temperature, "loss": run.variants.loss}
 
     def reason_batch1(prompt_ids: list[int]) -> tuple[list[str], list[int]]:
         saved = run.ctx.task_model
@@ -161,6 +161,7 @@ def main() -> None:
     from harness.core.context import OptimizeContext, _rng_from_json, _rng_to_json
     from harness.evaluation.evaluate import evaluate
     from harness.greater.optimizer import make
+    from harness.greater.state import SearchState
     from tasks import get_task
 
     t0 = time.perf_counter()
@@ -186,7 +187,7 @@ def main() -> None:
     run = opt.prepare(task, splits.train, ctx)
     saved = json.loads(open(args.replay).read()) if args.replay else None
     t0 = time.perf_counter()
-    state = saved["steps"][0]["state"] if saved else run.initial_state()
+    state = SearchState.from_json(saved["steps"][0]["state"]) if saved else run.initial_state()
     init_s = time.perf_counter() - t0
 
     print(f"\n## GReaTer step time: {args.model}, {args.task}, N={args.n}, {args.max_new_tokens} new tokens, "
@@ -201,22 +202,22 @@ def main() -> None:
     steps = saved["steps"] if saved else [None] * args.steps
     for i, old in enumerate(steps):
         if old is not None:
-            state = old["state"]
+            state = SearchState.from_json(old["state"])
             ctx.rng.setstate(_rng_from_json(old["rng"]))
         rng_state = ctx.rng.getstate()
         t0 = time.perf_counter()
         record, next_state = run.step(state)
         eff_total = time.perf_counter() - t0
-        log.append({"state": state, "rng": _rng_to_json(rng_state), "record": record, "total": eff_total})
+        log.append({"state": state.to_json(), "rng": _rng_to_json(rng_state), "record": record, "total": eff_total})
         naive = None
         if args.naive:
             after = ctx.rng.getstate()
             ctx.rng.setstate(rng_state)  # the same draws: the same candidate sets
             t0 = time.perf_counter()
-            choice, sec, cnt = naive_step(run, copy.deepcopy(state), gen1)
+            choice, sec, cnt = naive_step(run, copy.deepcopy(state.to_json()), gen1)
             naive = (choice, sec, cnt, time.perf_counter() - t0)
             ctx.rng.setstate(after)
-        report(i, state["pos"], record, eff_total, naive, gm.tokenizer, args.n, run.cfg.grad_micro_batch)
+        report(i, state.cursor, record, eff_total, naive, gm.tokenizer, args.n, run.cfg.grad_micro_batch)
         if old is not None:
             agree.append(compare(old["record"], record, old["total"], eff_total, gm.tokenizer))
         state = next_state

@@ -10,11 +10,11 @@ Importing this package reads no file; a task's rows are read by `task.load(data_
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable
 from functools import cache, partial
 
 from harness.core.registry import Registry
+from harness.core.text import did_you_mean
 from harness.core.types import BenchError, Task
 from tasks import bbh, folio, gsm8k
 from tasks.custom import PREFIX as CUSTOM_PREFIX
@@ -86,7 +86,5 @@ def expand_tasks(spec: str | Iterable[str]) -> list[str]:
 
 
 def _unknown(name: str) -> str:
-    groups = difflib.get_close_matches(name.lower(), list(GROUPS), n=1, cutoff=0.75)
-    if groups:
-        return f"unknown task {name!r}; did you mean the group {groups[0]!r}? ({REGISTRY.fix})"
-    return REGISTRY.unknown(name)
+    group = did_you_mean(name.lower(), GROUPS, cutoff=0.75, what="the group ")
+    return f"unknown task {name!r}{group} ({REGISTRY.fix})" if group else REGISTRY.unknown(name)

@@ -45,6 +45,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from harness.core.hashing import canonical_json
 from harness.core.types import AnswerFormat, BenchError, Example, Splits, Task
 from tasks import formats
 from tasks.base import make_task
@@ -251,9 +252,9 @@ def custom_task(
         answer_regex=regex,
         case_sensitive=bool(sensitive),
         answer_stop=stops if stops is not None else ("\n",),
-        reading_key=json.dumps({"extractor": text, "answer_regex": regex, "case_sensitive": bool(sensitive),
-                                "answer_max_tokens": max_tokens, "stop": list(stops) if stops is not None else None,
-                                "format": fmt.value, "options": list(task_options)}, sort_keys=True),
+        reading_key=canonical_json({"extractor": text, "answer_regex": regex, "case_sensitive": bool(sensitive),
+                                    "answer_max_tokens": max_tokens, "stop": list(stops) if stops is not None else None,
+                                    "format": fmt.value, "options": list(task_options)}, compact=False),
     )
 
 

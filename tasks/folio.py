@@ -17,7 +17,7 @@ import os
 
 from harness.core.types import AnswerFormat, BenchError, Example, Splits, Task
 from tasks.base import make_task
-from tasks.loader import Rows, fetch, make_splits, order_words, shuffled, source_words
+from tasks.loader import Rows, pool_and_test_splits
 
 NAME = "folio"
 HUB_REPO = "yale-nlp/FOLIO"
@@ -54,14 +54,5 @@ def _examples(rows: Rows, part: str) -> list[Example]:
 
 
 def load_folio(data_dir: str | os.PathLike[str] | None = None, seed: int | None = None) -> Splits:
-    train_rows = fetch(NAME, data_dir, "folio/folio-train.jsonl", (HUB_REPO, None, "train"))
-    test_rows = fetch(NAME, data_dir, "folio/folio-validation.jsonl", (HUB_REPO, None, "validation"))
-    pool = shuffled(_examples(train_rows, "train"), seed)
-    test = _examples(test_rows, "validation")
-    rule = (
-        f"{NAME}: {len(pool)} rows of {source_words(train_rows, 'folio/folio-train.jsonl')} "
-        f"{order_words(seed)}; "
-        f"first {TRAIN} train, next {DEV} dev; test = all {len(test)} rows of "
-        f"{source_words(test_rows, 'folio/folio-validation.jsonl')} in file order"
-    )
-    return make_splits(NAME, pool[:TRAIN], pool[TRAIN : TRAIN + DEV], test, rule)
+    return pool_and_test_splits(NAME, data_dir, seed, _examples, train=("folio/folio-train.jsonl", (HUB_REPO, None, "train")),
+                                test=("folio/folio-validation.jsonl", (HUB_REPO, None, "validation")), n_train=TRAIN, n_dev=DEV)

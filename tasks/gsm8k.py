@@ -16,7 +16,7 @@ import os
 from harness.core.types import AnswerFormat, BenchError, Example, Splits, Task
 from tasks import formats
 from tasks.base import make_task
-from tasks.loader import Rows, fetch, make_splits, order_words, shuffled, source_words
+from tasks.loader import Rows, pool_and_test_splits
 
 NAME = "gsm8k"
 HUB_REPO = "openai/gsm8k"
@@ -43,13 +43,5 @@ def _examples(rows: Rows, part: str) -> list[Example]:
 
 
 def load_gsm8k(data_dir: str | os.PathLike[str] | None = None, seed: int | None = None) -> Splits:
-    train_rows = fetch(NAME, data_dir, "gsm8k/train.jsonl", (HUB_REPO, "main", "train"))
-    test_rows = fetch(NAME, data_dir, "gsm8k/test.jsonl", (HUB_REPO, "main", "test"))
-    pool = shuffled(_examples(train_rows, "train"), seed)
-    test = _examples(test_rows, "test")
-    rule = (
-        f"{NAME}: {len(pool)} rows of {source_words(train_rows, 'gsm8k/train.jsonl')} {order_words(seed)}; "
-        f"first {TRAIN} train, next {DEV} dev; test = all {len(test)} rows of "
-        f"{source_words(test_rows, 'gsm8k/test.jsonl')} in file order"
-    )
-    return make_splits(NAME, pool[:TRAIN], pool[TRAIN : TRAIN + DEV], test, rule)
+    return pool_and_test_splits(NAME, data_dir, seed, _examples, train=("gsm8k/train.jsonl", (HUB_REPO, "main", "train")),
+                                test=("gsm8k/test.jsonl", (HUB_REPO, "main", "test")), n_train=TRAIN, n_dev=DEV)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -224,3 +224,24 @@ def make_splits(
         if not part:
             raise BenchError(f"{task}: the {name} split is empty ({rule})")
     return Splits(train=tuple(train), dev=tuple(dev), test=tuple(test), rule=rule)
+
+
+def pool_and_test_splits(
+    task: str, data_dir: str | os.PathLike[str] | None, seed: int | None, examples: Callable[[Rows, str], list[Example]],
+    *, train: tuple[str, tuple[str, str | None, str]], test: tuple[str, tuple[str, str | None, str]], n_train: int,
+    n_dev: int,
+) -> Splits:
+    """A dataset with a train file and a test file (GSM8K, FOLIO): the train file, in file order or shuffled by
+    `seed`, gives the first `n_train` rows to train and the next `n_dev` to dev; the test file is the test split,
+    in file order. `train` and `test` are (file under the data folder, hub (repo, config, split)); `examples`
+    reads a file's rows, named by its hub split."""
+    train_rows = fetch(task, data_dir, train[0], train[1])
+    test_rows = fetch(task, data_dir, test[0], test[1])
+    pool = shuffled(examples(train_rows, train[1][2]), seed)
+    test_split = examples(test_rows, test[1][2])
+    rule = (
+        f"{task}: {len(pool)} rows of {source_words(train_rows, train[0])} {order_words(seed)}; "
+        f"first {n_train} train, next {n_dev} dev; test = all {len(test_split)} rows of "
+        f"{source_words(test_rows, test[0])} in file order"
+    )
+    return make_splits(task, pool[:n_train], pool[n_train : n_train + n_dev], test_split, rule)

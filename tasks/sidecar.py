@@ -7,13 +7,12 @@ with arbitrary JSON values). The fields' meaning: tasks/custom.py.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.core.text import did_you_mean
 from harness.core.types import AnswerFormat, BenchError
 from tasks.loader import json_error
 
@@ -44,11 +43,6 @@ def sidecar_path(path: Path) -> Path | None:
     return None
 
 
-def did_you_mean(word: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def read_sidecar(path: Path) -> dict[str, Any]:
     side = sidecar_path(path)
     if side is None:
@@ -63,7 +57,7 @@ def read_sidecar(path: Path) -> dict[str, Any]:
         raise BenchError(f"malformed task file {side}: expected a JSON object")
     unknown = sorted(set(data) - set(SIDECAR_KEYS))
     if unknown:
-        fields = "; ".join(f"{k!r}{did_you_mean(k, SIDECAR_KEYS)}" for k in unknown)
+        fields = "; ".join(f"{k!r}{did_you_mean(k, SIDECAR_KEYS, prefix=' (', suffix=')')}" for k in unknown)
         known = ", ".join(SIDECAR_KEYS)
         raise BenchError(f"task file {side}: unknown field(s) {fields} (known: {known})")
     return data
@@ -129,7 +123,7 @@ def check_splits(value: Any, where: str) -> SplitSizes | None:
     out: list[tuple[str, int | float]] = []
     for key, size in value.items():
         if key not in SPLIT_NAMES:
-            raise BenchError(f"{where}: unknown split {key!r} in splits{did_you_mean(str(key), SPLIT_NAMES)}: "
+            raise BenchError(f"{where}: unknown split {key!r} in splits{did_you_mean(str(key), SPLIT_NAMES, prefix=' (', suffix=')')}: "
                              f"use train, dev or test")
         count = isinstance(size, int) and not isinstance(size, bool) and size >= 1
         fraction = isinstance(size, float) and 0 < size < 1

@@ -9,9 +9,11 @@ from collections import Counter
 
 import pytest
 from fakeworld import make_ctx, messy_optimizer, parity_task, scripted_models, task_reply
+from killed import Crash, CrashingAfter
 
 from baselines import ape, common, opro, protegi, textgrad
-from baselines.common import Outcomes, clean_text, dedupe, parse_list, parse_tagged, ucb_pick
+from baselines.common import Outcomes, ucb_pick
+from baselines.parsing import clean_text, dedupe, parse_list, parse_tagged
 from harness.backends.fake import ScriptedGenerator
 from harness.core.types import BenchError, Example, PromptPosition
 
@@ -299,33 +301,6 @@ def test_parse_failures_are_counted_not_fatal(method):
     assert isinstance(result.best.text, str)
 
 
-class Crash(RuntimeError):
-    pass
-
-
-class CrashingAfter:
-    """Wraps a generator; raises after `n` generate calls (a killed run)."""
-
-    def __init__(self, inner, n):
-        self.inner, self.n = inner, n
-
-    @property
-    def identity(self):
-        return self.inner.identity
-
-    def render(self, prompt):
-        return self.inner.render(prompt)
-
-    def generate(self, prompts, params):
-        if self.n <= 0:
-            raise Crash("killed")
-        self.n -= 1
-        return self.inner.generate(prompts, params)
-
-    def loglikelihood(self, requests):
-        return self.inner.loglikelihood(requests)
-
-
 @pytest.mark.parametrize("method", ["ape", "opro", "protegi", "textgrad"])
 def test_resumed_run_equals_uninterrupted_run(method, tmp_path):
     over = {"ape": {"bandit": True}, "opro": {}, "protegi": {}, "textgrad": {}}[method]
@@ -334,7 +309,7 @@ def test_resumed_run_equals_uninterrupted_run(method, tmp_path):
     tm, _ = scripted_models()
     n_generate = len(ref_ctx.task_model.inner.calls)
     with pytest.raises(Crash):
-        run(method, seed=5, steps_path=tmp_path / "b.jsonl", task_model=CrashingAfter(tm, n_generate // 2), **over)
+        run(method, seed=5, steps_path=tmp_path / "b.jsonl", task_model=CrashingAfter(tm, n_generate // 2, per_call=True), **over)
     crashed_steps = (tmp_path / "b.jsonl").read_text().count("\n")
     assert 0 < crashed_steps < len(ref_ctx.steps)
     resumed, ctx, _ = run(method, seed=5, steps_path=tmp_path / "b.jsonl", **over)

@@ -14,7 +14,6 @@ created on first use, never on import), in WAL mode with a busy timeout, so seve
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import random
@@ -25,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.core.hashing import canonical_json, sha256_hex
 from harness.core.io import ensure_dir
 from harness.core.types import BenchError, Generation, Generator, GenParams, Prompt, Sample
 
@@ -53,11 +53,11 @@ _SCHEMA = (
 
 
 def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return canonical_json(obj, ascii=False, allow_nan=False)
 
 
 def _digest(obj: Any) -> str:
-    return hashlib.sha256(_canonical(obj).encode("utf-8")).hexdigest()
+    return sha256_hex(_canonical(obj))
 
 
 def params_key(params: GenParams) -> dict[str, Any]:

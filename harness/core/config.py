@@ -7,10 +7,10 @@ presets or fields fail with a one-line fix.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from harness.core.text import did_you_mean
 from harness.core.types import BenchError
 
 C = TypeVar("C")
@@ -27,8 +27,7 @@ def configure(method: str, presets: Mapping[str, C], preset: str, overrides: Map
         run_preset = RUN_PRESETS.get(preset) if preset in RUN_PRESETS else None
         if run_preset is not None and run_preset.base in presets:
             return configure(method, presets, run_preset.base, {**run_preset.methods.get(method, {}), **overrides})
-        close = difflib.get_close_matches(preset, list(presets), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(preset, presets)
         raise BenchError(f"{method}: unknown preset {preset!r}{hint} (use one of {', '.join(presets)})")
     base = presets[preset]
     known = {f.name for f in dataclasses.fields(base)}  # type: ignore[arg-type]

@@ -5,10 +5,10 @@ Nothing registers itself on import of this module; each registry's owner imports
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from harness.core.text import did_you_mean
 from harness.core.types import BenchError
 
 T = TypeVar("T")
@@ -39,8 +39,7 @@ class Registry(Generic[T]):
             raise BenchError(self.unknown(name)) from None
 
     def unknown(self, name: str) -> str:
-        close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(name, self._items, n=3, cutoff=0.5)
         fix = f" ({self.fix})" if self.fix else ""
         return f"unknown {self.kind} {name!r}{hint}{fix}"
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from harness.core.hashing import stable_hash
 from harness.core.registry import Registry
 from harness.core.types import READINGS, BenchError, Budget, Example, PromptPosition
 
@@ -257,9 +258,3 @@ class RunSpec:
 def safe_name(text: str) -> str:
     """`text` as one file or folder name: anything but letters, digits, "-", "_" and "." becomes "_"."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-
-
-def stable_hash(obj: Any, length: int = 12) -> str:
-    """A short hash of a JSON-able object, stable across processes and Python versions."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:length]

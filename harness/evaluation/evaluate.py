@@ -22,6 +22,7 @@ import numpy as np
 from harness.core.context import Progress, ProgressEvent, no_progress
 from harness.core.spec import NO_PRESET
 from harness.core.types import READINGS, ChatPrompt, Example, Generator, GenParams, PromptPosition, Task
+from harness.evaluation.stats import bootstrap_ci
 
 
 def build_prompt(example: Example, instruction: str | None, position: PromptPosition | str) -> ChatPrompt:
@@ -94,17 +95,6 @@ class EvalResult:
             "notes": self.notes,
             "majority": self.majority,
         }
-
-
-def bootstrap_ci(correct: Sequence[bool], *, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap 95% interval of a mean of 0/1 outcomes (seeded: the same data, the same interval)."""
-    x = np.asarray(correct, dtype=float)
-    if len(x) == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
 
 
 def _generate(generator: Generator, prompts: list, params: GenParams, tick: Progress, phase: str, chunk: int = 32) -> list:

@@ -5,7 +5,7 @@ train, dev or test rows (case and punctuation ignored).
 One check for every method, applied to the prompt a run found (`harness.runner.run.run_optimize` records it in
 summary.json; the leaderboard computes it for older records from the data). A prompt that repeats 8 or more
 words of a row carries the row's text, not an instruction: the leaderboard flags it and names the split. The
-same word runs are what PE2's and EvoPrompt's `CopyGuard` (`baselines.common`) rejects while they search.
+same word runs are what PE2's and EvoPrompt's `CopyGuard` (`baselines.parsing`) rejects while they search.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""Small statistics for the leaderboard: intervals over seeds, and paired tests on the same test examples.
+"""Small statistics for the evaluator and the leaderboard: bootstrap intervals, intervals over seeds, and paired
+tests on the same test examples.
 
-All functions are pure and seeded. Exact tests use integer arithmetic (checked against scipy in the tests);
-the t quantile comes from scipy.
+All functions are pure and seeded. The exact tests and the t quantile are scipy's (`scipy.stats`); the bootstraps
+share one resampling (`bootstrap_means`).
 """
 
 from __future__ import annotations
@@ -35,16 +36,17 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
 
 
 def binomial_two_sided(k: int, n: int) -> float:
-    """Exact two-sided p-value of k successes in n fair coin flips: min(1, 2 P(X <= min(k, n-k)))."""
+    """Exact two-sided p-value of k successes in n fair coin flips (`scipy.stats.binomtest`); n = 0 gives 1."""
     if n == 0:
         return 1.0
-    low = min(k, n - k)
-    tail = sum(math.comb(n, i) for i in range(low + 1))
-    return min(1.0, 2 * tail / 2**n)
+    from scipy.stats import binomtest
+
+    return float(binomtest(k, n, 0.5).pvalue)
 
 
 def mcnemar_exact(b: int, c: int) -> float:
-    """Exact McNemar test: b examples only the first system got right, c only the second."""
+    """Exact McNemar test: the binomial test of the discordant pairs, b examples only the first system got right,
+    c only the second."""
     return binomial_two_sided(b, b + c)
 
 
@@ -53,6 +55,17 @@ def sign_test(differences: Sequence[float]) -> float:
     d = np.asarray(differences, dtype=float)
     pos, neg = int((d > 0).sum()), int((d < 0).sum())
     return binomial_two_sided(pos, pos + neg)
+
+
+def bootstrap_means(x: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """The means of `resamples` resamples of `x` with replacement (the one resampling of every bootstrap here)."""
+    return x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
+
+
+def bootstrap_ci(values: Sequence[float], *, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of a mean (e.g. of 0/1 outcomes; seeded: the same data, the same
+    interval). The one-group case of `stratified_bootstrap_ci`."""
+    return stratified_bootstrap_ci([values], resamples=resamples, seed=seed)
 
 
 def paired_bootstrap(
@@ -70,8 +83,7 @@ def paired_bootstrap(
         return (math.nan, math.nan, math.nan, math.nan)
     d = x - y
     delta = float(d.mean())
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(axis=1)
+    means = bootstrap_means(d, resamples, np.random.default_rng(seed))
     lo, hi = np.percentile(means, [2.5, 97.5])
     if delta == 0 and not d.any():
         return (0.0, float(lo), float(hi), 1.0)
@@ -87,7 +99,6 @@ def stratified_bootstrap_ci(
     if not groups:
         return (math.nan, math.nan)
     rng = np.random.default_rng(seed)
-    per_group = [g[rng.integers(0, len(g), size=(resamples, len(g)))].mean(axis=1) for g in groups]
-    means = np.mean(per_group, axis=0)
+    means = np.mean([bootstrap_means(g, resamples, rng) for g in groups], axis=0)
     lo, hi = np.percentile(means, [2.5, 97.5])
     return float(lo), float(hi)

@@ -1,4 +1,4 @@
-"""Token-level machinery of GReaTer (harness/greater.py holds the algorithm): sequences, losses, passes.
+"""Token-level machinery of GReaTer (harness/greater/optimizer.py holds the algorithm): sequences, losses, passes.
 
 One training sequence per example is laid out exactly as the evaluator renders it (`build_prompt`,
 `with_extractor`, the model's chat template), then cut into token segments so that the optimized prompt
@@ -11,7 +11,7 @@ The answer tokens are found by character offsets of the tokenized tail (a BPE me
 
 Two passes use the model (parameters frozen throughout):
 - `gradient_pass`: one batched forward + backward (in micro-batches, gradients accumulated) gives the
-  proposal distribution at `pos` (logits at `pos-1`) and g = dLoss/d(embedding at `pos`); the score of a
+  proposal distribution at `cursor` (logits at `cursor-1`) and g = dLoss/d(embedding at `cursor`); the score of a
   candidate c is E[c] . g. LM-head logits are computed only at the positions that need them.
 - re-scoring of re-generated sequences (harness.greater.rescoring).
 
@@ -46,8 +46,8 @@ class Row:
     option_ids: tuple[int, ...] = ()  # first answer token of each allowed answer ((): no options reading)
     gold_option: int = -1  # index of the gold answer in option_ids
 
-    def slot(self, pos: int) -> int:
-        return self.prompt_start + pos
+    def slot(self, cursor: int) -> int:
+        return self.prompt_start + cursor
 
 
 def answer_token_span(offsets: Sequence[tuple[int, int]], answer_start: int) -> int:
@@ -231,19 +231,19 @@ def needed_positions(row: Row) -> tuple[list[int], list[int]]:
 
 @dataclass
 class GradResult:
-    grad: Any  # (d,) dLoss/d(embedding at pos), summed over rows
-    proposal_logits: Any  # (N, V) logits at pos-1, row order kept
+    grad: Any  # (d,) dLoss/d(embedding at cursor), summed over rows
+    proposal_logits: Any  # (N, V) logits at cursor-1, row order kept
     scores: list[RowScore]  # the current prompt's per-row scores (for free: the same forward)
     loss: float
     tokens: int  # sequence tokens run forward and backward
 
 
-def forward_loss(model: Any, rows: Sequence[Row], pos: int, slot_embedding: Any = None, *, temperature: float,
+def forward_loss(model: Any, rows: Sequence[Row], cursor: int, slot_embedding: Any = None, *, temperature: float,
                  fluency_weight: float, loss: str) -> tuple[Any, Any, list[RowScore]]:
-    """Summed loss of `rows`, with `slot_embedding` (d,) placed at prompt position `pos` of every row
+    """Summed loss of `rows`, with `slot_embedding` (d,) placed at prompt token `cursor` of every row
     (None: the rows' own tokens everywhere).
 
-    Returns (loss tensor, proposal logits (B, V) at pos-1, per-row scores). Right padding: real tokens never
+    Returns (loss tensor, proposal logits (B, V) at cursor-1, per-row scores). Right padding: real tokens never
     attend to pads after them and keep positions 0..len-1, so each row equals its unpadded forward.
     """
     import torch
@@ -253,7 +253,7 @@ def forward_loss(model: Any, rows: Sequence[Row], pos: int, slot_embedding: Any 
     width = max(len(r.ids) for r in rows)
     ids = torch.tensor([[*r.ids, *[0] * (width - len(r.ids))] for r in rows], dtype=torch.long, device=dev)
     mask = torch.tensor([[1] * len(r.ids) + [0] * (width - len(r.ids)) for r in rows], dtype=torch.long, device=dev)
-    slots = torch.tensor([r.slot(pos) for r in rows], device=dev)
+    slots = torch.tensor([r.slot(cursor) for r in rows], device=dev)
     rows_ix = torch.arange(len(rows), device=dev)
     with torch.no_grad():
         embeds = emb[ids]
@@ -276,11 +276,11 @@ def forward_loss(model: Any, rows: Sequence[Row], pos: int, slot_embedding: Any 
         a_loss, flu, score = row_losses(r, a_logits, p_logits, temperature=temperature, loss=loss)
         total = total + a_loss + fluency_weight * flu
         scores.append(score)
-        proposal.append(p_logits[pos].detach())  # the logits at pos-1 predict the token at pos
+        proposal.append(p_logits[cursor].detach())  # the logits at cursor-1 predict the token at cursor
     return total, torch.stack(proposal), scores
 
 
-def gradient_pass(model: Any, rows: Sequence[Row], pos: int, current_id: int, *, temperature: float,
+def gradient_pass(model: Any, rows: Sequence[Row], cursor: int, current_id: int, *, temperature: float,
                   fluency_weight: float, loss: str, micro_batch: int = 4) -> GradResult:
     """One forward + backward over all rows (micro-batches of similar length, gradients accumulated)."""
     import torch
@@ -294,7 +294,7 @@ def gradient_pass(model: Any, rows: Sequence[Row], pos: int, current_id: int, *,
     with torch.enable_grad():
         for start in range(0, len(order), micro_batch):
             chunk = order[start : start + micro_batch]
-            value, prop, sc = forward_loss(model, [rows[i] for i in chunk], pos, e, temperature=temperature,
+            value, prop, sc = forward_loss(model, [rows[i] for i in chunk], cursor, e, temperature=temperature,
                                            fluency_weight=fluency_weight, loss=loss)
             value.backward()
             total += float(value.detach())
@@ -328,7 +328,7 @@ def propose(proposal_logits: Any, allowed: Any, previous_id: int | None, *, k: i
     """Candidate tokens: each row's top-k allowed tokens; the union of `intersections` intersections of
     `per_intersection` random rows' top-k sets; k grows by `k_growth` until at least `min_candidates`.
 
-    `previous_id` (the token at pos-1) is never proposed; `keep` is an extra filter (round trip).
+    `previous_id` (the token at cursor-1) is never proposed; `keep` is an extra filter (round trip).
     """
     import torch
 

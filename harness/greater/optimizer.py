@@ -1,29 +1,27 @@
 """GReaTer: gradients over reasoning make a small model its own prompt optimizer (Das et al., ICLR 2025).
 
-Read top to bottom: the config and presets, then `Greater.optimize` (the loop), then one step
-(`GreaterRun.step`): gradient pass -> candidates -> re-scoring -> advance. The token-level
-machinery (sequence layout, losses, the two model passes) is in `harness.greater.gradients`; the specification
-is ../shared/reference/greater.md (docs/greater.md lists where this implementation departs from the
-reference code and why).
-
-Per step, with N training examples:
-1. the current prompt's reasoning is the previous step's winner's (generated once, never twice);
-2. one batched forward + backward over [question, "Use" + prompt, reasoning, extractor, gold answer] gives
-   the model's next-token distribution at `pos` (candidates) and g = dLoss/d(embedding at `pos`), where
-   Loss = CE(answer logits / 0.2) + 0.2 x prompt NLL; a candidate's score is E[c] . g;
-3. the 3 best candidates by gradient get their reasoning regenerated through the task model (the decoding
-   backend, behind the response cache) and are scored by mistake rate + 0.02 x prompt NLL, computed from
-   one forward per example that continues the shared question + prompt[:pos] KV cache;
-4. the winner replaces the token; `pos` moves right, wraps after a sentence end or grows the prompt.
-The 10 best prompts by training score are kept; the final prompt is the best of them on dev.
+Read top to bottom: `Greater.optimize` (the loop), then one step (`GreaterRun.step`) in four phases over the typed
+state (`harness.greater.state`) at its `cursor`, the index of the prompt token being edited (settings:
+`harness.greater.config`; token machinery: `gradients`, `rescoring`; specification: ../shared/reference/greater.md,
+departures: docs/greater.md):
+1. propose: the current prompt's reasoning is the last winner's; one batched forward + backward over [question,
+   "Use" + prompt, reasoning, extractor, gold answer] gives the model's next-token distribution at the cursor
+   (candidates) and g = dLoss/d(embedding at the cursor), Loss = CE(answer logits / 0.2) + 0.2 x prompt NLL;
+2. score: a candidate's gradient score is E[c] . g (lower is better); the 3 best form the shortlist;
+3. rescore: the shortlist's reasoning is regenerated through the task model and each prompt gets its selection
+   loss, mistake rate + 0.02 x prompt NLL (lower is better), from one forward per example;
+4. advance: the winner replaces the token; the cursor moves right, wraps after a sentence end or grows the prompt.
+The 10 prompts of lowest selection loss are kept; the final prompt is the best of them by dev accuracy.
+The cursor is `position` in a step record (`pos` in the logged state).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.core.context import OptimizeContext
@@ -38,100 +36,12 @@ from harness.core.types import (
     Task,
 )
 from harness.evaluation.evaluate import build_prompt
+from harness.greater import gradients, rescoring
+from harness.greater.config import GreaterConfig, Variants, config_for, resolve_variants
+from harness.greater.state import ScoredPrompt, SearchState
 
 if TYPE_CHECKING:
     import torch
-
-    from harness.greater.gradients import Layout
-
-MISTAKE_READINGS = ("greedy", "options", "run")
-RESCORERS = ("gradient_model", "task_model")
-LOSSES = ("full", "options")
-TIE_BREAKS = ("fluency", "loss")
-
-
-@dataclass(frozen=True, kw_only=True)
-class GreaterConfig:
-    """Defaults are the paper's (GPU scale); see PRESETS for the CPU and smoke sizes."""
-
-    fixed_prefix: str = "Use"  # every published GReaTer prompt starts with it; never optimized
-    initial_prompt: str = "proper logical reasoning and think step by step. Finally give the actual correct answer."
-    n_train: int = 50  # training examples (the first N of the train split)
-    steps: int = 125
-    train_reasoning_tokens: int = 1024  # reasoning length while optimizing (the run's dev/test length: its preset)
-    top_k: int = 10  # per-example top-k of the proposal distribution (scripts: 40; logs: ~5-15)
-    intersections: int = 3  # q: intersections whose union is the candidate set
-    per_intersection: int = 5  # examples drawn at random per intersection
-    min_candidates: int = 6  # grow k until the candidate set has at least this many tokens
-    k_growth: int = 2
-    rescore_top: int = 3  # candidates (best by gradient) whose reasoning is regenerated
-    answer_temperature: float = 0.2  # the answer CE is taken on logits / 0.2
-    fluency_weight: float = 0.2  # x prompt NLL, in the gradient's loss
-    select_fluency_weight: float = 0.02  # x prompt NLL, in the re-scoring selection score
-    keep: int = 10  # best prompts by training score, compared on dev at the end
-    dev_limit: int | None = None  # dev examples for the final choice (None: the whole dev split)
-    early_accept: bool = True  # second half of the prompt: a top candidate containing "." wins at once
-    max_prompt_tokens: int = 64  # at the end of a prompt this long, wrap instead of growing
-    placeholder: str = "."  # appended when the prompt grows; the next step replaces it
-    round_trip: bool = True  # drop candidates whose prompt text does not re-tokenize to the same ids
-    mistake: str = "greedy"  # greedy (paper: full-vocabulary argmax) | options (allowed answers) | run
-    loss: str = "full"  # full (paper: CE over the vocabulary) | options (CE over the allowed answers)
-    tie_break: str = "fluency"  # fluency (paper: mistake + 0.02 NLL) | loss (mistake first, then CE + 0.02 NLL)
-    grad_micro_batch: int = 4  # sequences per forward+backward chunk (memory bound; gradients accumulate)
-    prefix_cache: bool = True  # re-scoring continues the shared question + prompt[:pos] KV cache
-    # re-scoring's answers: a forward of every whole sequence on the gradient model, or (options loss and
-    # mistakes only) the task model's next-token log-probabilities after each generation (vLLM: from its
-    # prefix cache, only the extractor's tokens are new) plus a forward of the prompt alone for the fluency
-    rescore_with: str = "gradient_model"
-
-    def __post_init__(self) -> None:
-        for name in ("n_train", "steps", "train_reasoning_tokens", "top_k", "intersections", "per_intersection",
-                     "min_candidates", "rescore_top", "keep", "max_prompt_tokens", "grad_micro_batch"):
-            if getattr(self, name) < 1:
-                raise BenchError(f"greater: {name} must be at least 1")
-        if self.k_growth < 1:
-            raise BenchError("greater: k_growth must be at least 1")
-        if self.answer_temperature <= 0:
-            raise BenchError("greater: answer_temperature must be > 0")
-        if self.dev_limit is not None and self.dev_limit < 1:
-            raise BenchError("greater: dev_limit must be at least 1 (or None)")
-        for name, allowed in (("mistake", MISTAKE_READINGS), ("loss", LOSSES), ("tie_break", TIE_BREAKS),
-                              ("rescore_with", RESCORERS)):
-            if getattr(self, name) not in allowed:
-                raise BenchError(f"greater: {name}={getattr(self, name)!r}; use one of {', '.join(allowed)}")
-        if not self.initial_prompt.strip():
-            raise BenchError("greater: initial_prompt must not be empty")
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # The paper: Llama-3-8B / Gemma-2-9B on a GPU, 5-6 h per task.
-    "paper": {},
-    # One BBH task on 2 CPU cores with smollm2-135m in about 15 minutes, dev selection and test included.
-    # Position: measured mean reasoning length of smollm2-135m on navigate (train rows 0-11, greedy, 128 new
-    # tokens) with this initial prompt: `after` (the paper's layout) 1.0 token (it answers Yes/No at once),
-    # `before` 45.4, `assistant` 0.0 (the prompt reads as a complete answer: end of turn). Only `before`
-    # gives the gradient reasoning to flow through: the `cpu` run preset puts every prompt there (harness.core.spec).
-    # Small-model variants (issue 3): mistakes read and loss taken over the allowed answers only
-    # (`run` resolves to the run's reading: options for closed answer sets), ties in the mistake rate
-    # broken by the continuous loss.
-    # Size: a step costs ~3N generations; see docs/greater.md for the measured times.
-    "cpu": {
-        "n_train": 12, "steps": 12, "train_reasoning_tokens": 96, "top_k": 10, "keep": 3, "dev_limit": 30,
-        "mistake": "run", "loss": "options", "tie_break": "loss",
-    },
-    # Seconds on the tiny random model (tests).
-    "smoke": {
-        "n_train": 4, "steps": 2, "train_reasoning_tokens": 16, "top_k": 8, "keep": 2, "dev_limit": 4,
-        "per_intersection": 2, "initial_prompt": "think step by step.",
-    },
-}
-
-
-def config_for(preset: str = "cpu", **overrides: Any) -> GreaterConfig:
-    from harness.core.config import configure
-
-    presets = {name: GreaterConfig(**values) for name, values in PRESETS.items()}
-    return configure("greater", presets, preset, overrides)
 
 
 def make(preset: str = "cpu", **overrides: Any) -> Greater:
@@ -139,25 +49,7 @@ def make(preset: str = "cpu", **overrides: Any) -> Greater:
     return Greater(config_for(preset, **overrides))
 
 
-# ------------------------------------------------------------------------------------------ optimizer
-
-
-@dataclass
-class Scored:
-    """A prompt scored on the training examples (by re-generated reasoning, teacher-forced answers)."""
-
-    ids: list[int]
-    text: str
-    mistake_rate: float
-    answer_loss: float
-    fluency: float
-    score: float  # the paper's: mistake rate + 0.02 x mean prompt NLL (lower is better)
-    key: list[float]  # what selection sorts by (tie_break)
-    reasoning: list[str] = dataclasses.field(default_factory=list, repr=False)
-    reasoning_tokens: list[int] = dataclasses.field(default_factory=list, repr=False)
-
-    def public(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("reasoning", "reasoning_tokens")}
+# ------------------------------------------------------------------------------------------ the loop
 
 
 class Greater:
@@ -167,52 +59,53 @@ class Greater:
     def __init__(self, config: GreaterConfig | None = None) -> None:
         self.config = config or GreaterConfig()
 
-    # ------------------------------------------------------------------ the loop
     def optimize(self, task: Task, train: Sequence[Example], dev: Sequence[Example], ctx: OptimizeContext) -> OptimizeResult:
         cfg = self.config
         run = self.prepare(task, train, ctx)
-        state = ctx.resume()
-        if state is not None:
-            ctx.progress(f"greater: resumed after step {state['next_step']} of {cfg.steps}")
+        saved = ctx.resume()
+        if saved is not None:
+            state = SearchState.from_json(saved)
+            ctx.progress(f"greater: resumed after step {state.next_step} of {cfg.steps}")
         else:  # a budget spent before the start costs nothing more: the initial prompt is returned
             state = run.initial_state(reason=not ctx.out_of_budget())
         stopped = "steps"
-        while state["next_step"] < cfg.steps and "dev" not in state:
+        while state.next_step < cfg.steps and state.dev is None:
             if ctx.out_of_budget():
                 stopped = "budget"
                 break
             record, state = run.step(state)
-            ctx.log_step(record, state)
+            ctx.log_step(record, state.to_json())
             ctx.progress(
                 f"greater step {record['index'] + 1}/{cfg.steps} pos {record['position']} "
                 f"train error {record['train_error']:.2f} -> {record['chosen']['mistake_rate']:.2f}: {record['prompt']}"
             )
 
-        top = [Scored(**d) for d in state["top"]]  # best first by training score
-        if not top:  # stopped before the first step: the initial prompt is the only one
-            top = [Scored(ids=state["prompt_ids"], text=run.layout.instruction(state["prompt_ids"]), mistake_rate=None,
-                          answer_loss=None, fluency=None, score=None, key=[])]
-        if "dev" not in state and not ctx.out_of_budget():
-            state = {**state, "dev": self._dev_select(task, dev, top, ctx)}
-            dev_best = max(d["accuracy"] for d in state["dev"])
-            chosen = max(ctx.selection_score(d["text"], d["accuracy"]) for d in state["dev"])
-            ctx.log_step({"kind": "dev_selection", "dev": state["dev"], "dev_accuracy": dev_best, "selection_score": chosen}, state)
-        # out of budget: no dev selection; the best training score wins (the harness scores it on dev)
-        dev_acc = [d["accuracy"] for d in state["dev"]] if "dev" in state else [None] * len(top)
+        kept = state.kept  # best first by selection loss
+        if not kept:  # stopped before the first step: the initial prompt is the only one
+            kept = [ScoredPrompt(ids=state.prompt_ids, text=run.layout.instruction(state.prompt_ids), mistake_rate=None,
+                                 answer_loss=None, fluency=None, selection_loss=None, key=[])]
+        if state.dev is None and not ctx.out_of_budget():
+            state.dev = self._dev_select(task, dev, kept, ctx)
+            dev_best = max(d["accuracy"] for d in state.dev)
+            chosen = max(ctx.selection_score(d["text"], d["accuracy"]) for d in state.dev)
+            ctx.log_step({"kind": "dev_selection", "dev": state.dev, "dev_accuracy": dev_best, "selection_score": chosen},
+                         state.to_json())
+        # out of budget: no dev selection; the best selection loss wins (the harness scores it on dev)
+        dev_acc = [d["accuracy"] for d in state.dev] if state.dev is not None else [None] * len(kept)
         # the final choice by dev accuracy, less the run's length penalty (`OptimizeContext.selection_score`)
-        # ties: the better training score
-        best = max(range(len(top)), key=lambda i: (ctx.selection_score(top[i].text, dev_acc[i] or 0.0), -i))
+        # ties: the better selection loss
+        best = max(range(len(kept)), key=lambda i: (ctx.selection_score(kept[i].text, dev_acc[i] or 0.0), -i))
         history = [s for s in ctx.steps if s.get("kind") == "step"]
         return OptimizeResult(
-            best=PromptCandidate(text=top[best].text, score=dev_acc[best], meta=top[best].public()),
+            best=PromptCandidate(text=kept[best].text, score=dev_acc[best], meta=kept[best].to_json()),
             candidates=tuple(
-                PromptCandidate(text=t.text, score=a, meta={**t.public(), "dev_accuracy": a}) for t, a in zip(top, dev_acc)
+                PromptCandidate(text=t.text, score=a, meta={**t.to_json(), "dev_accuracy": a}) for t, a in zip(kept, dev_acc)
             ),
             cost=ctx.cost,
             meta={
                 "dev_accuracy": dev_acc[best],
-                "dev_n": state["dev"][best]["n"] if "dev" in state else 0,
-                "variants": run.variants,
+                "dev_n": state.dev[best]["n"] if state.dev is not None else 0,
+                "variants": dataclasses.asdict(run.variants),
                 "initial_prompt": run.layout.instruction(run.layout.initial_ids(cfg.initial_prompt)),
                 "steps_done": len(history),
                 "stopped": stopped,
@@ -225,8 +118,6 @@ class Greater:
 
     def prepare(self, task: Task, train: Sequence[Example], ctx: OptimizeContext) -> GreaterRun:
         """Check the models, fix the training examples, the layout and the variants of one run."""
-        from harness.greater.gradients import Layout, allowed_token_mask
-
         cfg = self.config
         gm = ctx.gradient_model
         if gm is None or not hasattr(gm, "model"):
@@ -239,41 +130,16 @@ class Greater:
         if ctx.task_model.render(probe) != gm.render(probe):
             raise BenchError("greater: the task model and the gradient model render prompts differently; "
                              "use the same model and chat template for both")
-        return GreaterRun(cfg=cfg, task=task, examples=examples, ctx=ctx, layout=Layout(gm, position, cfg.fixed_prefix),
-                          model=gm.model, allowed=allowed_token_mask(gm.tokenizer, device=gm.model.device),
-                          variants=self._variants(task, ctx, position))
+        return GreaterRun(cfg=cfg, task=task, examples=examples, ctx=ctx,
+                          layout=gradients.Layout(gm, position, cfg.fixed_prefix), model=gm.model,
+                          allowed=gradients.allowed_token_mask(gm.tokenizer, device=gm.model.device),
+                          variants=resolve_variants(cfg, task, ctx, position))
 
-    def _variants(self, task: Task, ctx: OptimizeContext, position: PromptPosition) -> dict[str, Any]:
-        cfg = self.config
-        mistake = cfg.mistake
-        if mistake == "run":
-            reading = ctx.primary_reading or ("options" if task.answer_format.closed else "greedy")
-            mistake = "options" if reading == "options" else "greedy"
-        notes = []
-        if mistake == "options" and not task.answer_format.closed:
-            mistake = "greedy"
-            notes.append("open answer format: mistakes read greedily")
-        loss = cfg.loss
-        if loss == "options" and not task.answer_format.closed:
-            loss = "full"
-            notes.append("open answer format: full-vocabulary answer loss")
-        rescore_with = cfg.rescore_with
-        if rescore_with == "task_model":
-            if (mistake, loss) != ("options", "options"):
-                rescore_with = "gradient_model"
-                notes.append("re-scoring by the gradient model: the task model's answer log-probabilities serve the "
-                             "options loss and mistakes only")
-            elif not hasattr(ctx.task_model, "next_token_logprobs"):
-                rescore_with = "gradient_model"
-                notes.append("re-scoring by the gradient model: the task model's backend gives no next-token log-probabilities")
-        return {"mistake": mistake, "loss": loss, "tie_break": cfg.tie_break, "position": position.value,
-                "prefix_cache": cfg.prefix_cache, "rescore_with": rescore_with, "notes": notes}
-
-    def _dev_select(self, task: Task, dev: Sequence[Example], top: list[Scored], ctx: OptimizeContext) -> list[dict[str, Any]]:
+    def _dev_select(self, task: Task, dev: Sequence[Example], kept: list[ScoredPrompt], ctx: OptimizeContext) -> list[dict[str, Any]]:
         rows = list(dev[: self.config.dev_limit] if self.config.dev_limit else dev)
         out = []
-        for i, cand in enumerate(top):
-            ctx.progress(f"greater: dev selection {i + 1}/{len(top)}: {cand.text}")
+        for i, cand in enumerate(kept):
+            ctx.progress(f"greater: dev selection {i + 1}/{len(kept)}: {cand.text}")
             res = ctx.score(task, rows, cand.text)
             out.append({"text": cand.text, "accuracy": res.accuracy, "n": len(rows),
                         "mean_reasoning_tokens": res.mean_reasoning_tokens})
@@ -283,25 +149,57 @@ class Greater:
 # ------------------------------------------------------------------------------------------ one step
 
 
+class Clock:
+    """Wall seconds and tokens per phase of one step (the step record's `seconds` and `tokens`)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.tokens: dict[str, int] = {}
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - t0
+
+
+@dataclass
+class Step:
+    """One step's values, filled by its phases in order (propose, score, rescore); `advance` reads them."""
+
+    state: SearchState
+    clock: Clock = field(default_factory=Clock)
+    current: ScoredPrompt | None = None  # the current prompt, measured by the gradient pass
+    gradient: Any = None  # dLoss/d(embedding at the cursor)
+    gradient_loss: float = 0.0  # the gradient pass's loss per example
+    proposal: gradients.Proposal | None = None
+    candidates: list[int] = field(default_factory=list)  # proposed tokens (and the current one)
+    grad_scores: list[float] = field(default_factory=list)  # E[c] . g per candidate, lower is better
+    shortlist: list[int] = field(default_factory=list)  # the `rescore_top` best candidates by gradient score
+    early: int | None = None  # a shortlisted token accepted at once (early accept)
+    measured: dict[int, ScoredPrompt] = field(default_factory=dict)  # shortlisted token -> its prompt, measured
+    rescored_by: str | None = None
+
+
 @dataclass
 class GreaterRun:
     """The fixed parts of one run (examples, layout, model, variants); `step(state)` does one step and
-    returns its record and the state to continue from (plain JSON: the step log's checkpoint)."""
+    returns its record and the state to continue from."""
 
     cfg: GreaterConfig
     task: Task
     examples: list[Example]
     ctx: OptimizeContext
-    layout: Layout
+    layout: gradients.Layout
     model: Any  # the transformers module of ctx.gradient_model
     allowed: torch.Tensor  # vocabulary mask of tokens a prompt may contain
-    variants: dict[str, Any]
+    variants: Variants
 
-    def initial_state(self, reason: bool = True) -> dict[str, Any]:
+    def initial_state(self, reason: bool = True) -> SearchState:
         ids = self.layout.initial_ids(self.cfg.initial_prompt)
         reasoning, lengths = self.reason([ids])[0] if reason else ([], [])
-        return {"next_step": 0, "prompt_ids": ids, "pos": 0, "grown": False, "reasoning": reasoning,
-                "reasoning_tokens": lengths, "top": []}
+        return SearchState(next_step=0, prompt_ids=ids, cursor=0, grown=False, reasoning=reasoning,
+                           reasoning_tokens=lengths, kept=[])
 
     def reason(self, prompts: list[list[int]]) -> list[tuple[list[str], list[int]]]:
         """Greedy reasoning for every (prompt, example) through the task model, in one batched call."""
@@ -313,163 +211,159 @@ class GreaterRun:
         return [([g.text for g in gens[i * n : (i + 1) * n]], [len(g.samples[0].token_ids) for g in gens[i * n : (i + 1) * n]])
                 for i in range(len(prompts))]
 
-    def rows(self, prompt_ids: list[int], reasoning: list[str]) -> list[Any]:
+    def rows(self, prompt_ids: list[int], reasoning: list[str]) -> list[gradients.Row]:
         return [
             self.layout.row(ex, prompt_ids, r, self.task.extractor(ex), ex.target, self.task.options_for(ex))
             for ex, r in zip(self.examples, reasoning)
         ]
 
-    def summarise(self, ids: list[int], scores: list[Any], reasoning: list[str], lengths: list[int]) -> Scored:
+    def summarise(self, ids: list[int], scores: list[gradients.RowScore], reasoning: list[str], lengths: list[int]) -> ScoredPrompt:
+        """A prompt's measurement from its rows' scores: mistake rate, answer loss, fluency, selection loss."""
         cfg, n = self.cfg, len(scores)
-        mistakes = sum(s.mistake(self.variants["mistake"]) for s in scores) / n
+        mistakes = sum(s.mistake(self.variants.mistake) for s in scores) / n
         answer = sum(s.answer_loss for s in scores) / n
         fluency = sum(s.fluency for s in scores) / n
-        score = mistakes + cfg.select_fluency_weight * fluency
-        key = [score] if cfg.tie_break == "fluency" else [mistakes, answer + cfg.select_fluency_weight * fluency]
-        return Scored(ids=list(ids), text=self.layout.instruction(ids), mistake_rate=mistakes, answer_loss=answer,
-                      fluency=fluency, score=score, key=key, reasoning=list(reasoning), reasoning_tokens=list(lengths))
+        loss = mistakes + cfg.select_fluency_weight * fluency
+        key = [loss] if cfg.tie_break == "fluency" else [mistakes, answer + cfg.select_fluency_weight * fluency]
+        return ScoredPrompt(ids=list(ids), text=self.layout.instruction(ids), mistake_rate=mistakes, answer_loss=answer,
+                            fluency=fluency, selection_loss=loss, key=key, reasoning=list(reasoning),
+                            reasoning_tokens=list(lengths))
 
-    def step(self, state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        from harness.greater.gradients import candidate_scores, gradient_pass, propose
-        from harness.greater.rescoring import score_rows, score_rows_by_decoder
+    def step(self, state: SearchState) -> tuple[dict[str, Any], SearchState]:
+        """One step at the cursor. Returns its record (a row of the step log) and the state to continue from."""
+        s = Step(state)
+        self.propose(s)
+        self.score(s)
+        self.rescore(s)
+        return self.advance(s)
 
-        cfg, ctx, lay = self.cfg, self.ctx, self.layout
-        ids, pos = list(state["prompt_ids"]), state["pos"]
-        seconds: dict[str, float] = {}
-        tokens: dict[str, int] = {}
+    def propose(self, s: Step) -> None:
+        """The model proposes: one forward + backward over every training sequence gives its own next-token
+        distribution at the cursor, the gradient g at the cursor's embedding and the current prompt's
+        measurement (the same forward); the candidates are the union of intersections of random examples'
+        top-k allowed tokens (never the token before the cursor; only tokens whose prompt round-trips)."""
+        cfg, lay, ids, cursor = self.cfg, self.layout, s.state.prompt_ids, s.state.cursor
+        with s.clock("gradient"):
+            rows = self.rows(ids, s.state.reasoning)
+            grad = gradients.gradient_pass(self.model, rows, cursor, ids[cursor], temperature=cfg.answer_temperature,
+                                           fluency_weight=cfg.fluency_weight, loss=self.variants.loss,
+                                           micro_batch=cfg.grad_micro_batch)
+            self.ctx.cost.forward_passes += len(rows)
+            self.ctx.cost.backward_passes += len(rows)
+            s.clock.tokens["gradient"] = grad.tokens
+            s.current = self.summarise(ids, grad.scores, s.state.reasoning, s.state.reasoning_tokens)
+            s.gradient, s.gradient_loss = grad.grad, grad.loss / len(rows)
+        with s.clock("candidates"):
+            previous = ids[cursor - 1] if cursor > 0 else (lay.prefix_ids[-1] if lay.prefix_ids else None)
 
-        # 1-3. one forward + backward: proposal logits at pos-1, gradient at pos, the current prompt's scores
-        t0 = time.perf_counter()
-        rows = self.rows(ids, state["reasoning"])
-        grad = gradient_pass(self.model, rows, pos, ids[pos], temperature=cfg.answer_temperature,
-                             fluency_weight=cfg.fluency_weight, loss=self.variants["loss"],
-                             micro_batch=cfg.grad_micro_batch)
-        ctx.cost.forward_passes += len(rows)
-        ctx.cost.backward_passes += len(rows)
-        tokens["gradient"] = grad.tokens
-        current = self.summarise(ids, grad.scores, state["reasoning"], state["reasoning_tokens"])
-        seconds["gradient"] = time.perf_counter() - t0
+            def round_trips(token: int) -> bool:
+                return not cfg.round_trip or lay.round_trips(ids[:cursor] + [token] + ids[cursor + 1 :])
 
-        t0 = time.perf_counter()
-        previous = ids[pos - 1] if pos > 0 else (lay.prefix_ids[-1] if lay.prefix_ids else None)
+            s.proposal = gradients.propose(
+                grad.proposal_logits, self.allowed, previous, k=cfg.top_k, intersections=cfg.intersections,
+                per_intersection=cfg.per_intersection, min_candidates=cfg.min_candidates, k_growth=cfg.k_growth,
+                rng=self.ctx.rng, keep=round_trips)
 
-        def round_trips(token: int) -> bool:
-            return not cfg.round_trip or lay.round_trips(ids[:pos] + [token] + ids[pos + 1 :])
+    def score(self, s: Step) -> None:
+        """Candidates are ranked by gradient score E[c] . g (the loss's first-order change, lower is better); the
+        current token competes too (unless it is a growth placeholder). The `rescore_top` best are shortlisted;
+        in the prompt's second half a shortlisted token containing "." is accepted at once (early accept)."""
+        cfg, ids, cursor = self.cfg, s.state.prompt_ids, s.state.cursor
+        with s.clock("candidates"):
+            s.candidates = list(s.proposal.candidates)
+            if not s.state.grown and ids[cursor] not in s.candidates:
+                s.candidates.append(ids[cursor])
+            s.grad_scores = gradients.candidate_scores(self.model, s.candidates, s.gradient)
+            ranked = sorted(range(len(s.candidates)), key=lambda j: (s.grad_scores[j], s.candidates[j]))
+            s.shortlist = [s.candidates[j] for j in ranked[: cfg.rescore_top]]
+            decoded = [self.layout.tok.decode([c]) for c in s.shortlist]
+            dot = early_pick(decoded, cursor, len(ids)) if cfg.early_accept else None
+            if dot is not None:
+                s.early = s.shortlist[dot]
+                s.shortlist = [s.early]  # only its reasoning is generated (for the next step)
 
-        prop = propose(grad.proposal_logits, self.allowed, previous, k=cfg.top_k, intersections=cfg.intersections,
-                       per_intersection=cfg.per_intersection, min_candidates=cfg.min_candidates,
-                       k_growth=cfg.k_growth, rng=ctx.rng, keep=round_trips)
-        cands = list(prop.candidates)
-        if not state["grown"] and ids[pos] not in cands:
-            cands.append(ids[pos])  # the current token competes too (not a placeholder)
-        scores = candidate_scores(self.model, cands, grad.grad)
-        ranked = sorted(range(len(cands)), key=lambda j: (scores[j], cands[j]))
-        top = [cands[j] for j in ranked[: cfg.rescore_top]]
-        dot = early_pick([lay.tok.decode([c]) for c in top], pos, len(ids)) if cfg.early_accept else None
-        early = top[dot] if dot is not None else None
-        if early is not None:
-            top = [early]  # accepted at once: only its reasoning is generated (for the next step)
-        seconds["candidates"] = time.perf_counter() - t0
+    def rescore(self, s: Step) -> None:
+        """Each shortlisted prompt's reasoning is regenerated through the task model, then the prompt is
+        measured on it (mistake rate, answer loss, fluency: its selection loss). The current prompt keeps the
+        gradient pass's measurement: same prompt, same reasoning."""
+        cfg, ids, cursor = self.cfg, s.state.prompt_ids, s.state.cursor
+        edited = {c: ids[:cursor] + [c] + ids[cursor + 1 :] for c in s.shortlist}
+        fresh = [c for c in s.shortlist if not (c == ids[cursor] and not s.state.grown)]
+        with s.clock("generation"):
+            generated = dict(zip(fresh, self.reason([edited[c] for c in fresh]))) if fresh else {}
+        s.clock.tokens["generated"] = sum(sum(lengths) for _, lengths in generated.values())
+        with s.clock("rescoring"):
+            if not (s.state.grown or ids[cursor] not in s.shortlist):
+                s.measured[ids[cursor]] = s.current
+            if fresh:
+                rows = {c: self.rows(edited[c], generated[c][0]) for c in fresh}
+                s.rescored_by, row_scores, s.clock.tokens["rescoring"] = rescoring.score_candidates(
+                    self.model, self.ctx.task_model, rows, cursor, temperature=cfg.answer_temperature,
+                    loss=self.variants.loss, prefix_cache=cfg.prefix_cache,
+                    by_decoder=self.variants.rescore_with == "task_model")
+                self.ctx.cost.forward_passes += sum(len(r) for r in rows.values())
+                for c in fresh:
+                    s.measured[c] = self.summarise(edited[c], row_scores[c], *generated[c])
 
-        # 4. re-score: regenerate reasoning (task model, cached), then one forward per example that
-        # continues the shared question + prompt[:pos] KV cache for every candidate
-        t0 = time.perf_counter()
-        variants = {c: ids[:pos] + [c] + ids[pos + 1 :] for c in top}
-        fresh = [c for c in top if not (c == ids[pos] and not state["grown"])]
-        generated = dict(zip(fresh, self.reason([variants[c] for c in fresh]))) if fresh else {}
-        seconds["generation"] = time.perf_counter() - t0
-        tokens["generated"] = sum(sum(v[1]) for v in generated.values())
-
-        t0 = time.perf_counter()
-        results: dict[int, Scored] = {}
-        if not (state["grown"] or ids[pos] not in top):
-            results[ids[pos]] = current  # same prompt, same reasoning: the gradient pass scored it
-        rescored_by = None
-        if fresh:
-            cand_rows = {c: self.rows(variants[c], generated[c][0]) for c in fresh}
-            flat = [r for c in fresh for r in cand_rows[c]]
-            n = len(self.examples)
-            if self.variants["rescore_with"] == "task_model" and all(r.option_ids for r in flat):
-                rescored_by = "task_model"
-                by_row, n_tok = score_rows_by_decoder(self.model, ctx.task_model, flat, temperature=cfg.answer_temperature)
-                per_candidate = {c: by_row[j * n : (j + 1) * n] for j, c in enumerate(fresh)}
-            else:
-                rescored_by = "gradient_model"
-                groups = [[cand_rows[c][i] for c in fresh] for i in range(n)]
-                shared = [r[0].slot(pos) for r in groups]
-                per_example, n_tok = score_rows(self.model, groups, shared, temperature=cfg.answer_temperature,
-                                                loss=self.variants["loss"], prefix_cache=cfg.prefix_cache)
-                per_candidate = {c: [s[j] for s in per_example] for j, c in enumerate(fresh)}
-            ctx.cost.forward_passes += len(flat)
-            tokens["rescoring"] = n_tok
-            for c in fresh:
-                results[c] = self.summarise(variants[c], per_candidate[c], *generated[c])
-        seconds["rescoring"] = time.perf_counter() - t0
-
-        # 5. choose, keep the best prompts, advance
-        chosen_id = early if early is not None else min(top, key=lambda c: (results[c].key, top.index(c)))
-        chosen = results[chosen_id]
-        pool = [Scored(**d) for d in state["top"]]
-        pool += ([] if state["grown"] else [current]) + [results[c] for c in top]
-        kept = _best(pool, cfg.keep)
-
-        placeholder = lay.tok(cfg.placeholder, add_special_tokens=False)["input_ids"][-1]
-        new_ids, new_pos, grown = advance(chosen.ids, pos, lay.tok.decode([chosen_id]), placeholder, cfg.max_prompt_tokens)
+    def advance(self, s: Step) -> tuple[dict[str, Any], SearchState]:
+        """The winner (lowest selection key; ties: the better gradient score) replaces the token at the cursor;
+        the `keep` best prompts so far are kept; the cursor moves right, wraps after a sentence end or grows the
+        prompt by a placeholder. Returns the step's record and the next state."""
+        cfg, st, tok = self.cfg, s.state, self.layout.tok
+        shortlist, measured = s.shortlist, s.measured
+        chosen_id = s.early if s.early is not None else min(shortlist, key=lambda c: (measured[c].key, shortlist.index(c)))
+        chosen = measured[chosen_id]
+        kept = _best(st.kept + ([] if st.grown else [s.current]) + [measured[c] for c in shortlist], cfg.keep)
+        placeholder = tok(cfg.placeholder, add_special_tokens=False)["input_ids"][-1]
+        ids, cursor, grown = move_cursor(chosen.ids, st.cursor, tok.decode([chosen_id]), placeholder, cfg.max_prompt_tokens)
         record = {
             "kind": "step",
-            "index": state["next_step"],
-            "position": pos,
-            "prompt_before": current.text,
-            "train_error": current.mistake_rate,
-            "train_accuracy": 1 - current.mistake_rate,  # the shared curve key (OptimizeContext.log_step)
-            "loss": grad.loss / len(rows),
-            "k": prop.k,
-            "candidates": [{"id": c, "token": lay.tok.decode([c]), "grad_score": s} for c, s in zip(cands, scores)],
-            "dropped_round_trip": prop.rejected_retokenize,
-            "rescored": [{"id": c, "token": lay.tok.decode([c]), **results[c].public(),
-                          "reasoning_tokens": _mean(results[c].reasoning_tokens)} for c in top],
-            "early_accept": early is not None,
-            "rescored_by": rescored_by,
-            "chosen": {"id": chosen_id, "token": lay.tok.decode([chosen_id]), **chosen.public()},
+            "index": st.next_step,
+            "position": st.cursor,
+            "prompt_before": s.current.text,
+            "train_error": s.current.mistake_rate,
+            "train_accuracy": 1 - s.current.mistake_rate,  # the shared curve key (OptimizeContext.log_step)
+            "loss": s.gradient_loss,
+            "k": s.proposal.k,
+            "candidates": [{"id": c, "token": tok.decode([c]), "grad_score": g} for c, g in zip(s.candidates, s.grad_scores)],
+            "dropped_round_trip": s.proposal.rejected_retokenize,
+            "rescored": [{"id": c, "token": tok.decode([c]), **measured[c].to_json(),
+                          "reasoning_tokens": _mean(measured[c].reasoning_tokens)} for c in shortlist],
+            "early_accept": s.early is not None,
+            "rescored_by": s.rescored_by,
+            "chosen": {"id": chosen_id, "token": tok.decode([chosen_id]), **chosen.to_json()},
             "prompt": chosen.text,
-            "reasoning_tokens": _mean(state["reasoning_tokens"]),
-            "seconds": {k: round(v, 3) for k, v in seconds.items()},
-            "tokens": tokens,
+            "reasoning_tokens": _mean(st.reasoning_tokens),
+            "seconds": {k: round(v, 3) for k, v in s.clock.seconds.items()},
+            "tokens": s.clock.tokens,
         }
-        new_state = {
-            "next_step": state["next_step"] + 1,
-            "prompt_ids": new_ids,
-            "pos": new_pos,
-            "grown": grown,
-            "reasoning": chosen.reasoning,  # the winner's reasoning is the next step's: no regeneration
-            "reasoning_tokens": chosen.reasoning_tokens,
-            "top": [s.public() for s in kept],  # texts and scores (reasoning stays out of the log)
-        }
-        return record, new_state
+        # the winner's reasoning is the next step's: no regeneration
+        return record, SearchState(next_step=st.next_step + 1, prompt_ids=ids, cursor=cursor, grown=grown,
+                                   reasoning=chosen.reasoning, reasoning_tokens=chosen.reasoning_tokens, kept=kept)
 
 
-def early_pick(tokens: Sequence[str], pos: int, prompt_len: int) -> int | None:
-    """Reference-code rule: in the second half of the prompt, the first top candidate containing "."
+def early_pick(tokens: Sequence[str], cursor: int, prompt_len: int) -> int | None:
+    """Reference-code rule: in the second half of the prompt, the first shortlisted token containing "."
     (it ends a sentence) is accepted without comparing the others. Returns its index, or None."""
-    if 2 * pos < prompt_len:
+    if 2 * cursor < prompt_len:
         return None
     return next((j for j, t in enumerate(tokens) if "." in t), None)
 
 
-def advance(ids: Sequence[int], pos: int, chosen: str, placeholder: int, max_len: int) -> tuple[list[int], int, bool]:
-    """Next position: left to right; at the end of the prompt wrap to 0 if the chosen token ends a sentence
-    (or the prompt is `max_len` long), else append a placeholder so the prompt grows. -> (ids, pos, grown)"""
-    ids, pos = list(ids), pos + 1
-    if pos < len(ids):
-        return ids, pos, False
+def move_cursor(ids: Sequence[int], cursor: int, chosen: str, placeholder: int, max_len: int) -> tuple[list[int], int, bool]:
+    """Next cursor: left to right; at the end of the prompt wrap to 0 if the chosen token ends a sentence
+    (or the prompt is `max_len` long), else append a placeholder so the prompt grows. -> (ids, cursor, grown)"""
+    ids, cursor = list(ids), cursor + 1
+    if cursor < len(ids):
+        return ids, cursor, False
     if chosen.rstrip().endswith(".") or len(ids) >= max_len:
         return ids, 0, False
-    return ids + [placeholder], pos, True
+    return ids + [placeholder], cursor, True
 
 
-def _best(pool: list[Scored], keep: int) -> list[Scored]:
+def _best(pool: list[ScoredPrompt], keep: int) -> list[ScoredPrompt]:
     """The `keep` best distinct prompts by selection key (first seen wins among equal texts)."""
-    out: dict[str, Scored] = {}
+    out: dict[str, ScoredPrompt] = {}
     for s in sorted(pool, key=lambda s: s.key):
         out.setdefault(s.text, s)
     return list(out.values())[:keep]

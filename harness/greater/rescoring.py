@@ -1,7 +1,7 @@
 """GReaTer's re-scoring: the top candidates' regenerated sequences scored without gradients.
 
 Two ways, the same numbers up to float rounding (tests/test_greater.py):
-- `score_rows` (the gradient model): a forward of every sequence; the question + prompt[:pos] prefix is
+- `score_rows` (the gradient model): a forward of every sequence; the question + prompt[:cursor] prefix is
   shared by every candidate of one example, so its KV cache is computed once and the candidates continue from it.
 - `score_rows_by_decoder` (the task model, `options` loss and mistakes only): the allowed answers'
   log-probabilities after each generation from the decoding backend (vLLM serves them from its prefix cache),
@@ -14,6 +14,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.greater.gradients import Row, RowScore, at_least_f32, forward_loss, lm_head, model_device, needed_positions, row_losses
+
+
+def score_candidates(model: Any, decoder: Any, rows: dict[int, list[Row]], cursor: int, *, temperature: float, loss: str,
+                     prefix_cache: bool, by_decoder: bool) -> tuple[str, dict[int, list[RowScore]], int]:
+    """Scores of each candidate's rows (one per training example, the same order for every candidate): by the
+    task model (`score_rows_by_decoder`) when `by_decoder` and every row has its allowed answers, else by the
+    gradient model (`score_rows`, the rows of one example sharing the question + prompt[:cursor] prefix).
+    Returns (which model scored: "task_model" or "gradient_model", scores per candidate, tokens run)."""
+    cands = list(rows)
+    flat = [r for c in cands for r in rows[c]]
+    n = len(rows[cands[0]])
+    if by_decoder and all(r.option_ids for r in flat):
+        by_row, tokens = score_rows_by_decoder(model, decoder, flat, temperature=temperature)
+        return "task_model", {c: by_row[j * n : (j + 1) * n] for j, c in enumerate(cands)}, tokens
+    groups = [[rows[c][i] for c in cands] for i in range(n)]
+    per_example, tokens = score_rows(model, groups, [g[0].slot(cursor) for g in groups], temperature=temperature,
+                                     loss=loss, prefix_cache=prefix_cache)
+    return "gradient_model", {c: [s[j] for s in per_example] for j, c in enumerate(cands)}, tokens
 
 
 def score_rows(model: Any, groups: Sequence[Sequence[Row]], shared: Sequence[int], *, temperature: float,
