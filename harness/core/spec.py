@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harness.core.hashing import stable_hash
+from harness.core.hashing import canonical_json, stable_hash
 from harness.core.registry import Registry
 from harness.core.types import READINGS, BenchError, Budget, Example, PromptPosition
 
@@ -103,7 +102,7 @@ def data_fingerprint(examples: Iterable[Example], reading_key: str = "") -> str:
     for ex in examples:
         opts = ex.meta.get("options")
         row = [ex.id, ex.input, ex.target, list(opts) if opts is not None else None]
-        h.update(json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode())
+        h.update(canonical_json(row, ascii=False).encode())  # a list: key order plays no part
         h.update(b"\n")
     return h.hexdigest()[:16]
 
