@@ -18,6 +18,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 from harness.core.context import Optimizer
 from harness.core.registry import Registry
+from harness.core.spec import RunSpec
 from harness.core.types import BenchError
 
 GROUP = "greater_bench.methods"
@@ -59,6 +60,11 @@ def method_factory(name: str) -> Factory:
 def make_optimizer(method: str, preset: str = "cpu", **overrides: object) -> Optimizer:
     """The method's optimizer from its preset plus overrides (unknown presets or settings fail in one line)."""
     return method_factory(method)(preset=preset, **overrides)
+
+
+def spec_optimizer(spec: RunSpec) -> Optimizer:
+    """The method of an optimize spec: its preset plus the spec's overrides (bad names fail in one line)."""
+    return make_optimizer(spec.method, preset=spec.preset or "cpu", **dict(spec.overrides))
 
 
 def describe_methods() -> list[tuple[str, str]]:

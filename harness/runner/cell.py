@@ -12,16 +12,11 @@ from typing import Any
 
 import harness.runner.pool  # ModelPool is looked up there on every use, the one place tests replace it
 from harness.core.context import Optimizer, Progress
-from harness.core.methods import make_optimizer
+from harness.core.methods import make_optimizer, spec_optimizer
 from harness.core.spec import Override, RunSpec
 from harness.runner.data import RunData
 from harness.runner.records import RunFolder
 from harness.runner.run import DEFAULT_RESULTS, run_optimize
-
-
-def cell_optimizer(spec: RunSpec) -> Optimizer:
-    """The method of an optimize spec: its preset plus the spec's overrides (bad names fail in one line)."""
-    return make_optimizer(spec.method, preset=spec.preset or "cpu", **dict(spec.overrides))
 
 
 class Optimizers:
@@ -38,7 +33,7 @@ class Optimizers:
         return self._built[key]
 
     def __call__(self, spec: RunSpec) -> Optimizer:
-        """The optimizer of an optimize spec (`cell_optimizer`), built on first use."""
+        """The optimizer of an optimize spec (`spec_optimizer`), built on first use."""
         return self.build(spec.method, spec.preset or "cpu", spec.overrides)
 
 
@@ -65,7 +60,7 @@ def run_cell(
     folder = RunFolder(Path(out), spec)
     if folder.finished:
         return folder.summary()
-    optimizer = optimizer or cell_optimizer(spec)
+    optimizer = optimizer or spec_optimizer(spec)
     data = data or RunData(data_dir)
     data.check(spec)  # the rows are the ones the spec was made from, checked before any model loads
     own = pool is None

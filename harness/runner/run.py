@@ -72,7 +72,7 @@ def run_optimize(
     The run folder gets `steps.jsonl` as the method goes (so a crashed run resumes from its last completed
     step), then `predictions.jsonl` (test, per example) and `summary.json` (its presence: finished).
     """
-    from harness.core.methods import make_optimizer
+    from harness.core.methods import spec_optimizer
 
     if spec.kind != "optimize":
         raise ValueError("run_optimize takes an optimize spec")
@@ -84,7 +84,7 @@ def run_optimize(
     task = data.task(spec.task)
     splits = data.optimize_splits(spec.task, spec.split_seed)
     if optimizer is None:
-        optimizer = make_optimizer(spec.method, preset=spec.preset or "cpu", **dict(spec.overrides))
+        optimizer = spec_optimizer(spec)
     say = (lambda text: progress(ProgressEvent(text=text))) if progress is not None else (lambda _text: None)
     ctx = OptimizeContext.create(
         scorer=evaluate, task_model=task_model, optimizer_model=optimizer_model, gradient_model=gradient_model,
