@@ -56,3 +56,35 @@ def test_third_party_progress_bars_are_quiet_in_a_log_and_kept_on_a_terminal(mon
     unquiet = {k: v for k, v in os.environ.items() if k not in QUIET_PROGRESS_ENV}
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=unquiet, timeout=60)
     assert "converting" in child.stderr  # the same bar without the switch: the check above can fail
+
+
+def test_bench_eval_loads_the_model_once_for_many_tasks_and_not_at_all_when_every_run_is_finished(tmp_path, monkeypatch):
+    tasks = []
+    for name in ("first", "second"):
+        data = tmp_path / f"{name}.jsonl"
+        data.write_text("".join(json.dumps({"input": f"Is {i} even?", "target": "Yes"}) + "\n" for i in range(4)))
+        tasks.append(f"custom:{data}")
+    gen = ScriptedGenerator(lambda rendered, params, i: "Yes", loglik=lambda r, c: 0.0)
+    opened = []
+
+    def generator(self, model, **kw):
+        opened.append(model)
+        self.loads.append((model, kw.get("backend"), kw.get("dtype")))
+        return gen
+
+    monkeypatch.setattr(harness.runner.pool.ModelPool, "generator", generator)
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("COLUMNS", "200")
+    args = ["eval", "--tasks", ",".join(tasks), "--no-cache", "--preset", "smoke", "--backend", "hf",
+            "--results", str(tmp_path / "r")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert res.output.count("loading smollm2-135m") == 1, res.output
+    assert len(opened) == 2  # asked once per task, loaded once by the pool
+    opened.clear()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert opened == [] and "loading" not in again.output  # finished runs are read back, no model opened
+    for name in ("first.jsonl", "second.jsonl"):  # the same table, from the stored summaries
+        row = next(ln for ln in res.output.splitlines() if name in ln and "100" in ln)
+        assert row in again.output.splitlines()

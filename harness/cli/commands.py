@@ -111,6 +111,7 @@ def eval_cmd(
     from harness.cli.display import Display, progress_seconds
     from harness.runner.data import RunData
     from harness.runner.pool import ModelPool
+    from harness.runner.records import RunFolder
     from harness.runner.run import run_eval
     from tasks import expand_tasks
 
@@ -138,7 +139,11 @@ def eval_cmd(
     with Display(err, interval=interval) as display:
         try:
             for spec in specs:
-                if not (results / spec.run_id / "summary.json").exists():
+                folder = RunFolder(results, spec)
+                if folder.finished:  # read back: no model is loaded for a finished run
+                    summaries.append((spec, folder.summary()))
+                    continue
+                if not pool.loads:  # the pool keeps the model for every task: one load, one note
                     display.note(f"loading {model} ({backend}, {dtype})")
                 generator = pool.generator(model, backend=backend, dtype=dtype, base_url=base_url)
                 tick = display.tracker(spec.task)
