@@ -172,3 +172,24 @@ def test_cli_passes_device_threads_and_batch_size(tmp_path, monkeypatch):
     res = CliRunner().invoke(app, [*args, "--device", "cuda:1", "--threads", "2", "--batch-size", "16", "--no-cache"])
     assert res.exit_code == 0, res.output
     assert seen[-1] == PoolSettings(cache=False, threads=2, batch_size=16, device="cuda:1")
+
+
+def test_seeds_filter_keeps_only_those_cells_prompts(world, monkeypatch):
+    results, _ = world
+    assert {s.spec.seed for s in source_runs(results)} == {0, 1}
+    only = source_runs(results, seeds=[1])
+    assert len(only) == 2 and {s.spec.seed for s in only} == {1}
+    done = run_transfer(results, ["fake-c"], settings=SCRIPTED, seeds=[1], isolate=False)
+    assert sorted(done.sources) == sorted(s.spec.run_id for s in only)
+    assert len(finished_evals(results)) == 2  # seed 0's prompts were not scored
+
+    from harness.cli import app
+
+    seen = []
+    monkeypatch.setattr(harness.runner.transfer, "run_transfer", lambda *a, **kw: seen.append(kw["seeds"]) or TransferRun((), ()))
+    for flag, want in (([], None), (["--seeds", "0-1"], [0, 1]), (["--seeds", "2"], [2])):
+        res = CliRunner().invoke(app, ["transfer", "--eval-models", "fake-a", "--results", str(results), *flag])
+        assert res.exit_code == 0, res.output
+        assert seen[-1] == want
+    res = CliRunner().invoke(app, ["transfer", "--eval-models", "fake-a", "--results", str(results), "--seeds", "x"])
+    assert res.exit_code == 2 and "bad seed list" in res.output and len(res.output.strip().splitlines()) == 1

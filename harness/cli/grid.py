@@ -216,6 +216,7 @@ def transfer_cmd(
     methods: Annotated[str | None, typer.Option(help="Only these methods (comma-separated).")] = None,
     tasks: Annotated[str | None, typer.Option(help="Only these tasks (comma-separated).")] = None,
     source_models: Annotated[str | None, typer.Option(help="Only prompts optimized on these models.")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Only prompts of these seeds' cells (0,1,2 or 0-2).")] = None,
     output: Annotated[Path | None, typer.Option(help="Where the matrices go (default: RESULTS/transfer).")] = None,
     cache: Cache = True,
     isolate: Isolate = None,
@@ -236,7 +237,7 @@ def transfer_cmd(
     from harness.reports.leaderboard import matrix_title
     from harness.reports.render import pct
     from harness.reports.transfer import transfer_report
-    from harness.runner.cells import parse_list
+    from harness.runner.cells import parse_list, parse_seeds
     from harness.runner.pool import PoolSettings
     from harness.runner.transfer import run_transfer
 
@@ -249,7 +250,8 @@ def transfer_cmd(
     done = run_transfer(
         results, parse_list(eval_models, "model"),
         methods=parse_list(methods, "method") if methods else None, tasks=parse_list(tasks, "task") if tasks else None,
-        source_models=parse_list(source_models, "model") if source_models else None, data_dir=data_dir,
+        source_models=parse_list(source_models, "model") if source_models else None,
+        seeds=parse_seeds(seeds) if seeds is not None else None, data_dir=data_dir,
         settings=PoolSettings(cache=cache, threads=threads, batch_size=batch_size, device=device),
         progress=progress, report_dir=report_dir, isolate=isolate, backend=backend,
     )

@@ -45,10 +45,10 @@ class TransferRun:
 
 def source_runs(
     results_dir: str | Path, *, methods: Iterable[str] | None = None, tasks: Iterable[str] | None = None,
-    models: Iterable[str] | None = None,
+    models: Iterable[str] | None = None, seeds: Iterable[int] | None = None,
 ) -> list[Source]:
     """The finished optimize cells under `results_dir` (optionally filtered), in run-id order."""
-    keep = {"method": set(methods or ()), "task": set(tasks or ()), "model": set(models or ())}
+    keep = {"method": set(methods or ()), "task": set(tasks or ()), "model": set(models or ()), "seed": set(seeds or ())}
     out = []
     for run in iter_runs(results_dir):
         if run.kind != "optimize":
@@ -112,6 +112,7 @@ def run_transfer(
     methods: Iterable[str] | None = None,
     tasks: Iterable[str] | None = None,
     source_models: Iterable[str] | None = None,
+    seeds: Iterable[int] | None = None,
     data_dir: str | Path | None = None,
     settings: PoolSettings | None = None,
     progress: Progress = no_progress,
@@ -122,6 +123,7 @@ def run_transfer(
     """Score every stored optimized prompt on every model of `eval_models` (each pair an eval run folder in
     `results_dir`); `harness.reports.transfer.transfer_report` then reads the matrices from the records.
 
+    `methods`, `tasks`, `source_models`, `seeds`: only the optimize cells with these (None: all).
     `isolate`: evaluate each target model in its own child process (True), in this process (False), or
     decide by backend (None: a child for backends outside `harness.runner.child.IN_PROCESS_BACKENDS`). `settings`:
     each target's model pool (`PoolSettings`, as `bench run` takes them); its opener replaces the backends
@@ -132,7 +134,7 @@ def run_transfer(
     """
     if not eval_models:
         raise BenchError("no evaluation model given: use e.g. --eval-models smollm2-135m,gemma3-270m")
-    sources = source_runs(results_dir, methods=methods, tasks=tasks, models=source_models)
+    sources = source_runs(results_dir, methods=methods, tasks=tasks, models=source_models, seeds=seeds)
     if not sources:
         raise BenchError(f"no finished optimize runs in {results_dir} (after filters): run `bench run` first")
     if backend is not None:
