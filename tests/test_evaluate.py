@@ -188,7 +188,9 @@ runner = CliRunner()
     [
         (["eval", "--tasks", "bbh:navigat"], "did you mean 'bbh:navigate'"),
         (["eval", "--tasks", "bbh:navigate", "--model", "smollm2-13m"], "did you mean 'smollm2-135m'"),
-        (["eval", "--reading", "vibes"], "'vibes' is not one of 'greedy', 'options', 'fallback'"),
+        (["eval", "--reading", "vibes"], "'vibes' is not one of 'greedy', 'options', 'fallback'."),
+        (["eval", "--reading", "optons"], "'optons' is not one of 'greedy', 'options', 'fallback'; did you mean 'options'?"),
+        (["eval", "--backend", "vlm"], "'vlm' is not one of 'hf', 'vllm', 'openai', 'auto'; did you mean 'vllm'?"),
         (["eval", "--backend", "openai"], "needs --base-url"),
     ],
 )
@@ -218,3 +220,12 @@ def test_run_id_is_one_safe_folder_name():
     spec = RunSpec(kind="eval", task="custom:/tmp/some dir/qa.jsonl", model="/models/my-model/", data="d", prompt="x")
     assert "/" not in spec.run_id and " " not in spec.run_id
     assert spec.run_id.startswith("eval-zs-cot-qa-my-model-")
+
+
+def test_choice_message_drops_the_validator_prefix_and_names_the_closest_value():
+    from harness.cli import choice_message
+
+    assert choice_message("Value error, 'csvv' is not one of 'md', 'csv', 'html'.") == (
+        "'csvv' is not one of 'md', 'csv', 'html'; did you mean 'csv'?")
+    assert choice_message("Value error, 'zzz' is not one of 'md', 'csv'.") == "'zzz' is not one of 'md', 'csv'."
+    assert choice_message("'-1' is not in the range x>=1.") == "'-1' is not in the range x>=1."  # others unchanged

@@ -6,13 +6,41 @@ migrate) and `export` (export lm-eval); the options they share in `options`. Thi
 
 from __future__ import annotations
 
+import re
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from harness.cli import commands, export, grid, options
+from harness.core.text import did_you_mean
+
+_NOT_ONE_OF = re.compile(r"(?:Value error, )?(?P<value>'.*') is not one of (?P<choices>'.*')\.$")
+
+
+def choice_message(message: str) -> str:
+    """A typer choice's refusal ("Value error, 'vlm' is not one of 'hf', 'vllm', ...") without pydantic's
+    prefix and with the closest allowed value; any other message as it is."""
+    m = _NOT_ONE_OF.search(message)
+    if m is None:
+        return message
+    value, choices = m["value"][1:-1], re.findall(r"'([^']*)'", m["choices"])
+    return f"{message[: m.start()]}{m['value']} is not one of {m['choices']}{did_you_mean(value, choices, suffix='') or '.'}"
+
+
+class _Commands(TyperGroup):
+    """The `bench` group: click's usage errors as they are, a choice's with a did-you-mean."""
+
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except typer.BadParameter as e:
+            e.message = choice_message(e.message)
+            raise
+
 
 app = typer.Typer(
+    cls=_Commands,
     help="greater-bench: benchmark prompt optimizers (GReaTer, APE, OPRO, ProTeGi, TextGrad, PE2, EvoPrompt) on reasoning tasks.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
