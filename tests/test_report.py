@@ -390,3 +390,15 @@ def test_average_over_tasks_uses_the_seeds_every_task_has(tmp_path):
     avg = _row(board, "average", "opro")
     assert avg["seeds"] == 1 and avg["accuracy"] == pytest.approx((0.50 + 0.25) / 2)
     assert _row(board, T1, "opro")["accuracy"] == pytest.approx(0.75)  # the task's own row keeps both seeds
+
+
+def test_transfer_diagonal_averages_only_the_seeds_whose_prompts_were_transferred(tmp_path):
+    """Seeds 0-2 optimized on a, only seed 0's prompt scored on b: the row compares seed 0 with seed 0."""
+    cells = {s: write_run(tmp_path, method="greater", task=T1, model="a", seed=s, correct=c)
+             for s, c in ((0, [1, 0, 0, 0]), (1, [1, 1, 0, 0]), (2, [1, 1, 1, 1]))}
+    write_run(tmp_path, method="greater", task=T1, model="b", source=cells[0], correct=[1, 1, 1, 0])
+    records = load_records(tmp_path)
+    m = report.transfer_matrices(records)[("cpu", "greater")]
+    assert (m.loc["a", "a"], m.loc["a", "b"]) == (0.25, 0.75)  # not (0.25 + 0.5 + 1) / 3 on the diagonal
+    table = report.transfer_table(records)
+    assert table.loc[table["target_model"] == "a", "seeds"].tolist() == [1]

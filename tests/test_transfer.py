@@ -193,3 +193,33 @@ def test_seeds_filter_keeps_only_those_cells_prompts(world, monkeypatch):
         assert seen[-1] == want
     res = CliRunner().invoke(app, ["transfer", "--eval-models", "fake-a", "--results", str(results), "--seeds", "x"])
     assert res.exit_code == 2 and "bad seed list" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_a_dotted_preset_gives_each_method_its_own_matrix_files(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "matrices"
+    sources = []
+    for method, correct in (("ape", [1, 0]), ("greater", [1, 1])):
+        src = write_run(results, method=method, model="big", correct=correct, preset="cpu-0.5b", prompt=method)
+        write_run(results, method=method, model="small", correct=[0, 1, 1, 1] if method == "ape" else [0, 0, 0, 1],
+                  prompt=method, source=src)
+        sources.append(src.run_id)
+    matrices = transfer_report(results, sources, ["big", "small"], report_dir=out)
+    assert set(matrices) == {("cpu-0.5b", "ape"), ("cpu-0.5b", "greater")}
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["transfer-cpu-0.5b-ape.csv", "transfer-cpu-0.5b-ape.png", "transfer-cpu-0.5b-greater.csv",
+                     "transfer-cpu-0.5b-greater.png", "transfer-per-task.csv"]
+    assert (out / "transfer-cpu-0.5b-ape.csv").read_text().splitlines()[1] == "big,0.5,0.75"  # its own matrix
+    assert (out / "transfer-cpu-0.5b-greater.csv").read_text().splitlines()[1] == "big,1.0,0.25"
+
+
+def test_a_filtered_transfer_keeps_the_earlier_transfers_in_the_written_files(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "matrices"
+    a = write_run(results, method="ape", model="big", correct=[1, 0], prompt="a")
+    write_run(results, method="ape", model="small", correct=[0, 1, 1, 1], prompt="a", source=a)
+    g = write_run(results, method="greater", model="big", seed=1, correct=[1, 1], prompt="g")
+    write_run(results, method="greater", model="small", correct=[0, 0, 0, 1], prompt="g", source=g)
+    shown = transfer_report(results, [g.run_id], ["big", "small"], report_dir=out)  # this transfer: greater only
+    assert set(shown) == {("cpu", "greater")}
+    assert (out / "transfer-cpu-ape.csv").read_text().splitlines()[1] == "big,0.5,0.75"  # kept from before
+    per_task = (out / "transfer-per-task.csv").read_text().splitlines()
+    assert "cpu,ape,bbh:navigate,big,small,1,0.75" in per_task and "cpu,greater,bbh:navigate,big,small,1,0.25" in per_task

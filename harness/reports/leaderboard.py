@@ -289,10 +289,20 @@ def _nan(x: Any) -> bool:
 
 def transfer_table(records: Iterable[CellRecord]) -> pd.DataFrame:
     """Test accuracy of each method's prompts optimized on one model and scored on another, per task
-    (mean over seeds). The source model's own optimize cells fill the diagonal unless a transfer run did."""
+    (mean over seeds). The source model's own optimize cells fill the diagonal unless a transfer run did; once
+    some of a source's prompts were transferred, the diagonal averages those seeds only, so both sides of a
+    row compare the same prompts (a transfer of seed 0 is not set against the mean of seeds 0-2)."""
+    records = list(records)
+    transferred: dict[tuple[str, str, str, str], set[int]] = defaultdict(set)
+    for r in records:
+        if r.kind == "eval" and r.model != r.source_model:
+            transferred[(r.preset, r.method, r.task, r.source_model)].add(r.seed)
     acc: dict[tuple[str, str, str, str, str], dict[int, float]] = defaultdict(dict)
     for r in records:
         key = (r.preset, r.method, r.task, r.source_model, r.model)
+        paired = transferred.get(key[:4])
+        if r.kind != "eval" and paired and r.seed not in paired:
+            continue  # an optimize cell whose prompt no transfer scored
         if r.kind == "eval" or r.seed not in acc[key]:
             acc[key][r.seed] = r.accuracy
     rows = [{"preset": k[0], "method": k[1], "task": k[2], "source_model": k[3], "target_model": k[4],
