@@ -8,7 +8,8 @@ every method of that (preset, model) has. Columns:
   delta_vs_zs_cot / delta_lo / delta_hi (paired bootstrap over the same test examples), p_vs_zs_cot and
   p_vs_greater (exact sign test of per-example correctness averaged over common seeds; with one seed this is
   the exact McNemar test), primary (the reading `accuracy` uses), greedy_accuracy, options_accuracy and
-  fallback_accuracy (the same test runs read each way; NaN where a reading does not apply), tokens, calls,
+  fallback_accuracy (the same test runs read each way; NaN where a reading does not apply, and in an
+  average row when one of its tasks lacks it), tokens, calls,
   task_tokens, optimizer_tokens, forward_passes, backward_passes, unparseable, wall_seconds (means per cell);
   dev_minus_test / dmt_low / dmt_high (dev accuracy minus test accuracy, `dev_minus_test`), prompt_tokens (the
   found prompt's length, `harness.core.text.prompt_tokens`) and reasoning_tokens (mean reasoning
@@ -257,9 +258,12 @@ def _average_row(
         row["ci_low"], row["ci_high"] = stratified_bootstrap_ci(vectors) if ok else (math.nan, math.nan)
     primaries = {r["primary"] for r in per_task}
     row["primary"] = primaries.pop() if len(primaries) == 1 else "mixed"
-    for col in ("dev_accuracy", "zs_cot_in_cell", "n_test", *COST_KEYS, *(f"{r}_accuracy" for r in READINGS),
-                "dev_minus_test", "prompt_tokens", "reasoning_tokens"):
+    for col in ("dev_accuracy", "zs_cot_in_cell", "n_test", *COST_KEYS, "dev_minus_test", "prompt_tokens", "reasoning_tokens"):
         row[col] = float(np.nanmean([r[col] for r in per_task])) if any(not _nan(r[col]) for r in per_task) else math.nan
+    for col in (f"{r}_accuracy" for r in READINGS):
+        # a reading some task lacks (options on a numeric task) has no average: a mean over the other tasks
+        # would sit in an "average over N tasks" table as if it were one
+        row[col] = float(np.mean([r[col] for r in per_task])) if all(not _nan(r[col]) for r in per_task) else math.nan
     # the average gap's interval: the per-task intervals' half-widths combined as independent
     halves = [(r["dmt_high"] - r["dmt_low"]) / 2 for r in per_task if not _nan(r["dmt_low"])]
     half = math.sqrt(sum(h * h for h in halves)) / len(per_task) if len(halves) == len(per_task) else math.nan
