@@ -2,13 +2,16 @@
 
     python benchmarks/greater_step.py [--model smollm2-135m] [--task bbh:navigate] [--n 8]
         [--max-new-tokens 64] [--steps 1] [--position assistant] [--threads 2] [--naive/--no-naive]
-        [--backend hf|vllm] [--dtype float32|bfloat16] [--out steps.json] [--replay steps.json]
+        [--backend hf|vllm] [--dtype float32|bfloat16] [--emulate-bf16] [--out steps.json] [--replay steps.json]
 
 `--dtype` is the efficient path's (gradient model, re-scoring and decoding); the naive path is always HF float32.
 `--out` saves every step's starting state, RNG state and record; `--replay` runs each step of such a file
 from its saved state and RNG (instead of following its own choices) and reports whether this run made the
 same candidate sets, top-3 and choices: a float32 run with `--out`, then a bfloat16 run with `--replay`,
-measures how often bf16 changes GReaTer's decisions on the same steps.
+measures how often bf16 changes GReaTer's decisions on the same steps. On a CPU without bf16 instructions
+(AVX2 only: torch's bf16 product is a scalar loop there), `--emulate-bf16` computes every bf16 linear layer as
+float32 sums of the bf16 operands rounded back to bf16 (`harness.backends.bf16`): the numbers of an AMX bf16
+run at float32 speed, for the agreement only (its times are not bf16 times). It needs `--backend hf`.
 
 Efficient (`harness.greater.optimizer`): the current reasoning is the previous winner's (not regenerated); one
 batched forward+backward with frozen weights and LM-head logits only where needed gives the proposal and
@@ -149,13 +152,25 @@ def main() -> None:
     ap.add_argument("--backend", default="hf", choices=("hf", "vllm"), help="decoding engine of the efficient path")
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                     help="the efficient path's gradient model, re-scoring and decoding")
+    ap.add_argument("--emulate-bf16", action="store_true",
+                    help="bf16 numerics with float32 kernels (CPUs without bf16 instructions; agreement only)")
     ap.add_argument("--rescore-with", default="gradient_model", choices=("gradient_model", "task_model"),
                     help="GReaTer's rescore_with (task_model: answers from the decoder's next-token log-probabilities)")
     ap.add_argument("--out", help="save each step's state, RNG and record (JSON)")
     ap.add_argument("--replay", help="run the steps of a saved file from their states; report agreement")
     args = ap.parse_args()
+    if args.emulate_bf16 and (args.dtype != "bfloat16" or args.backend != "hf"):
+        ap.error("--emulate-bf16 needs --dtype bfloat16 --backend hf (a vLLM engine's kernels cannot be swapped)")
+
+    import contextlib
 
     import torch
+
+    from harness.backends.bf16 import fp32_accumulated_linear
+
+    patch = contextlib.ExitStack()
+    if args.emulate_bf16:  # the whole run: initial reasoning, gradients, re-scoring and decoding
+        patch.enter_context(fp32_accumulated_linear())
 
     from harness.backends.hf import HFGenerator
     from harness.core.context import OptimizeContext, _rng_from_json, _rng_to_json
@@ -194,8 +209,8 @@ def main() -> None:
           f"position {args.position}\n")
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{args.threads} threads; model load {load_s:.0f} s, decoding engine start {engine_s:.0f} s, "
-          f"initial reasoning {init_s:.1f} s; efficient path: gradients and re-scoring HF {args.dtype}, "
-          f"decoding {args.backend} {args.dtype} (batch {args.batch_size}), re-scoring by the {args.rescore_with}; "
+          f"initial reasoning {init_s:.1f} s; efficient path: gradients and re-scoring HF {_dtype(vars(args))}, "
+          f"decoding {args.backend} {_dtype(vars(args))} (batch {args.batch_size}), re-scoring by the {args.rescore_with}; "
           f"naive: HF float32 batch 1.\n",
           flush=True)
     log, agree = [], []
@@ -226,6 +241,7 @@ def main() -> None:
             json.dump({"args": vars(args), "steps": log}, f)
     if agree:
         report_agreement(saved["args"], vars(args), agree)
+    patch.close()
 
 
 def compare(a: dict[str, Any], b: dict[str, Any], ta: float, tb: float, tok: Any) -> dict[str, Any]:
@@ -238,9 +254,13 @@ def compare(a: dict[str, Any], b: dict[str, Any], ta: float, tb: float, tok: Any
             "seconds": (a["seconds"], b["seconds"]), "total": (ta, tb)}
 
 
+def _dtype(args: dict[str, Any]) -> str:
+    return args["dtype"] + (" emulated (float32-accumulated linear layers)" if args.get("emulate_bf16") else "")
+
+
 def report_agreement(a: dict[str, Any], b: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """Markdown: per step, whether the replayed run decided as the saved one did, and both runs' phase times."""
-    what = lambda x: (f"{x['dtype']} ({x['backend']} decoding batch {x['batch_size']}, "  # noqa: E731
+    what = lambda x: (f"{_dtype(x)} ({x['backend']} decoding batch {x['batch_size']}, "  # noqa: E731
                       f"re-scoring by the {x.get('rescore_with', 'gradient_model')})")
     print(f"\n## Agreement: {what(a)} vs {what(b)}, same steps\n")
     print("| step | pos | same candidate set | candidate overlap | same top-3 (order) | same top-3 (set) | same choice "

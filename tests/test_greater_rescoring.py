@@ -59,6 +59,53 @@ def test_bfloat16_gradient_pass_and_rescoring_run_in_bf16_and_track_float32(gen,
             assert y.fluency == pytest.approx(x.fluency, rel=0.05)
 
 
+def test_fp32_accumulated_linear_gives_the_bf16_products_numbers(monkeypatch):
+    """The measuring aid for CPUs without bf16 instructions: a bf16 F.linear inside the block gives what torch's
+    own bf16 product gives (bf16 operands, float32 sums, a bf16 result), forward and backward, not the float32
+    product; outside the block F.linear is torch's again."""
+    import torch.nn.functional as F
+
+    from harness.backends.bf16 import fp32_accumulated_linear
+
+    torch.manual_seed(0)
+    x32, w32, b32 = torch.randn(16, 96), torch.randn(40, 96), torch.randn(40)
+    x, w, b = x32.bfloat16().requires_grad_(True), w32.bfloat16(), b32.bfloat16()
+    real = F.linear(x, w, b)
+    (g_real,) = torch.autograd.grad(real.float().square().sum(), x)
+    original = F.linear
+    with fp32_accumulated_linear():
+        emulated = F.linear(x, w, b)
+        (g_emul,) = torch.autograd.grad(emulated.float().square().sum(), x)
+        assert F.linear(x32, w32).dtype == torch.float32  # other dtypes untouched
+    assert F.linear is original
+    assert emulated.dtype == torch.bfloat16 and g_emul.dtype == torch.bfloat16
+    ulp = 2.0**-7  # bf16's relative spacing: the two may differ by the rounding of a differently ordered sum
+    assert torch.allclose(emulated.float(), real.float(), rtol=ulp, atol=ulp)
+    assert torch.allclose(g_emul.float(), g_real.float(), rtol=2 * ulp, atol=2 * ulp)
+    exact = F.linear(x.detach().float(), w.float(), b.float())
+    assert not torch.equal(emulated.float(), exact)  # the result is rounded to bf16, as the real product's is
+    assert torch.equal(emulated.float(), exact.bfloat16().float())
+    seen = []  # and the product itself ran in float32 kernels (the point: bf16's are a scalar loop on AVX2)
+    monkeypatch.setattr(F, "linear", lambda a, m, c=None: seen.append((a.dtype, m.dtype)) or original(a, m, c))
+    with fp32_accumulated_linear():
+        F.linear(x, w, b)
+    assert seen == [(torch.float32, torch.float32)]
+
+
+def test_emulated_bf16_model_tracks_the_real_bf16_model(gen_bf16):
+    """A whole bf16 forward and gradient pass under the emulation: the real bf16 run's numbers, not float32's."""
+    from harness.backends.bf16 import fp32_accumulated_linear
+
+    kw = {"temperature": 0.2, "fluency_weight": 0.2, "loss": "full"}
+    _lay, ids, rows = rows_for(gen_bf16)
+    real = gradient_pass(gen_bf16.model, rows, 1, ids[1], **kw)
+    with fp32_accumulated_linear():
+        emul = gradient_pass(gen_bf16.model, rows, 1, ids[1], **kw)
+    assert emul.grad.dtype == torch.bfloat16
+    cos = torch.nn.functional.cosine_similarity(emul.grad.float(), real.grad.float(), dim=0)
+    assert float(cos) > 0.99 and emul.loss == pytest.approx(real.loss, rel=0.01)
+
+
 def test_bfloat16_run_completes_with_bf16_decoding_and_records(gen_bf16):
     res, ctx = run(gen_bf16)
     steps = [s for s in ctx.steps if s.get("kind") == "step"]
